@@ -1,0 +1,43 @@
+# The two commands a user needs: `make report` and `make test`.
+# Both build the virtual environment .venv from requirements.txt first when it is missing or stale.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROFILE ?= standard
+DEVICE ?= auto
+OUT ?= report
+
+# Named images come from a local mirror folder when there is one beside the checkout;
+# otherwise each is downloaded once from its pinned URL (see assets/manifest.json).
+NST_ASSET_MIRROR ?= $(abspath $(wildcard ../shared/assets))
+export NST_ASSET_MIRROR
+
+.PHONY: setup browser report test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --requirement requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
+	touch $(STAMP)
+
+# Headless Chromium for the browser tests: Debian's package, never a downloaded browser.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium'."; exit 1; fi; }
+
+report: setup
+	$(BIN)/python -m nst_lib report --profile $(PROFILE) --device $(DEVICE) --output $(OUT)
+
+test: setup browser
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

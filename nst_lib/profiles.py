@@ -1,0 +1,64 @@
+"""Defaults and run profiles: the one place for layer choices, weights, sizes and steps.
+
+The defaults follow Gatys et al. (2016) and the report being reproduced:
+content at conv4_2, style at conv1_1 ... conv5_1 with equal layer weights,
+L-BFGS with learning rate 1.
+
+A profile fixes image size and step counts for a whole report:
+``quick`` for tests and CI, ``standard`` for a laptop CPU, ``full`` for a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+CONTENT_LAYERS = ("conv4_2",)
+STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+CONTENT_WEIGHT = 1.0
+STYLE_WEIGHT = 1e4
+TV_WEIGHT = 0.0
+OPTIMIZER = "lbfgs"
+LEARNING_RATES = {"lbfgs": 1.0, "adam": 0.02}
+STEPS = 300
+SIZE = 256
+WEIGHTS = "oxford"
+POOLING = "max"
+INIT = "noise"
+SEED = 0
+
+# The report's style-weight sweep (content weight 1, from noise).
+STYLE_WEIGHT_SWEEP = (1.0, 1e2, 1e3, 1e4, 1e6)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Image sizes (longest side, px) and optimization budgets for one kind of run."""
+
+    name: str
+    size: int  # per-image optimization
+    steps: int  # evaluations per optimization
+    generator_size: int  # feed-forward training crops
+    generator_steps: int
+    generator_batch: int
+    stylize_size: int  # images stylized by a trained generator
+
+    def with_overrides(self, **changes) -> "Profile":
+        """This profile with some fields replaced (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES = {
+    "quick": Profile("quick", size=64, steps=30, generator_size=64, generator_steps=40, generator_batch=2, stylize_size=96),
+    "standard": Profile("standard", size=256, steps=150, generator_size=128, generator_steps=600, generator_batch=4, stylize_size=256),
+    "full": Profile("full", size=512, steps=400, generator_size=256, generator_steps=5000, generator_batch=4, stylize_size=512),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """The named profile, with optional per-field overrides (e.g. ``size=128``)."""
+    if name not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r}: choose one of {', '.join(PROFILES)}.")
+    return PROFILES[name].with_overrides(**overrides)

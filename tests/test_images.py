@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nst_lib import images
+from nst_lib.images import ImageError, load_image, save_image
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "LA", "RGBA", "P", "I;16", "I", "F", "CMYK"])
+def test_every_image_mode_becomes_rgb_in_unit_range(image_file, mode):
+    name = "picture.tif" if mode in ("CMYK", "I", "F") else "picture.png"
+    image = load_image(image_file(mode, name=name))
+    assert image.shape == (1, 3, 30, 40)
+    assert image.dtype == torch.float32
+    assert 0 <= image.min() and image.max() <= 1
+    assert image.min() < 0.05 and image.max() > 0.95  # the ramp's ends survive every conversion
+
+
+def test_sixteen_bit_images_are_scaled_from_their_own_range(tmp_path):
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16)).save(path)
+    assert load_image(path).mean().item() == pytest.approx(0.5, abs=1 / 255)
+
+
+def test_transparency_is_composited_onto_white(tmp_path):
+    path = tmp_path / "clear.png"
+    Image.new("RGBA", (20, 20), (255, 0, 0, 0)).save(path)
+    assert torch.all(load_image(path) == 1)
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    picture = Image.new("RGB", (40, 20), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    path = tmp_path / "phone.jpg"
+    picture.save(path, exif=exif)
+    assert load_image(path).shape[-2:] == (40, 20)
+
+
+def test_size_is_the_longest_side(image_file):
+    assert load_image(image_file(size=(400, 300)), size=64).shape[-2:] == (48, 64)
+
+
+def test_tiny_images_are_upscaled_with_a_warning(image_file):
+    with pytest.warns(UserWarning, match="Upscaling a 8x8 image"):
+        assert load_image(image_file(size=(8, 8)), size=128).shape[-2:] == (128, 128)
+
+
+@pytest.mark.parametrize("size, message", [(8, "size=8 is out of range"), (100000, "size=100000 is out of range"), (1.5, "whole number")])
+def test_absurd_sizes_are_refused(image_file, size, message):
+    with pytest.raises(ImageError, match=message):
+        load_image(image_file(), size=size)
+
+
+def test_a_very_elongated_image_says_why_it_cannot_shrink(image_file):
+    with pytest.raises(ImageError, match="shorter side must reach 16 px"):
+        load_image(image_file(size=(1000, 10)), size=64)
+
+
+def test_missing_broken_and_non_image_files_are_one_sentence(tmp_path, image_file):
+    with pytest.raises(ImageError, match="Image file not found"):
+        load_image(tmp_path / "nowhere.png")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(ImageError, match="is not an image PIL can read"):
+        load_image(text)
+    good = image_file(size=(200, 200), name="big.png")
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ImageError, match="damaged or truncated"):
+        load_image(truncated)
+    with pytest.raises(ImageError, match="is not a file"):
+        load_image(tmp_path)
+
+
+def test_save_round_trips_and_creates_no_stray_files(tmp_path):
+    image = torch.rand(1, 3, 12, 10)
+    path = save_image(image, tmp_path / "out.png")
+    assert torch.allclose(load_image(path), image, atol=1 / 255)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_a_failed_save_leaves_the_previous_file_untouched(tmp_path, monkeypatch):
+    path = tmp_path / "out.png"
+    save_image(torch.zeros(1, 3, 8, 8), path)
+    before = path.read_bytes()
+
+    def broken_save(self, handle, format=None, **options):
+        handle.write(b"half an image")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_image(torch.ones(1, 3, 8, 8), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_save_refuses_unknown_suffixes_and_missing_folders(tmp_path):
+    with pytest.raises(ImageError, match="use one of the suffixes"):
+        save_image(torch.zeros(1, 3, 8, 8), tmp_path / "out.xyz")
+    with pytest.raises(ImageError, match="does not exist"):
+        save_image(torch.zeros(1, 3, 8, 8), tmp_path / "missing" / "out.png")
+
+
+def test_luminance_helpers_keep_luminance_and_drop_colour():
+    image = torch.rand(1, 3, 8, 8)
+    back = images.yiq_to_rgb(images.rgb_to_yiq(image))
+    assert torch.allclose(back, image, atol=1e-5)
+    gray = images.luminance_only(image)
+    assert torch.allclose(gray[:, 0], gray[:, 1]) and torch.allclose(gray[:, 1], gray[:, 2])
+    matched = images.match_luminance(torch.rand(1, 3, 16, 16) * 0.2, image)
+    target = images.rgb_to_yiq(image)[:, 0]
+    assert matched[:, 0].mean().item() == pytest.approx(target.mean().item(), abs=0.02)
+
+
+def test_tensor_to_pil_refuses_wrong_shapes():
+    with pytest.raises(ValueError, match="Expected one image, got a batch of 2"):
+        images.tensor_to_pil(torch.zeros(2, 3, 4, 4))
+    assert np.asarray(images.tensor_to_pil(torch.full((3, 4, 4), 2.0))).max() == 255

