@@ -13,7 +13,7 @@ from pathlib import Path
 from . import profiles
 from .assets import AssetError
 from .images import MAX_SIZE, MIN_SIZE, ImageError
-from .vgg import LAYER_NAMES, WeightsError
+from .vgg import LAYER_NAMES, WeightsError, pick_device
 
 USER_ERRORS = (AssetError, ImageError, WeightsError, ValueError, FileNotFoundError)
 
@@ -86,23 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.epilog = f"Layer names: {', '.join(n for n in LAYER_NAMES if n.startswith('conv'))} (and relu/pool)."
     return parser
-
-
-def pick_device(name: str):
-    """'auto', 'cpu', 'cuda' or 'cuda:N' -> torch.device, or a ValueError that says why not."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"Unknown device {name!r}: use 'auto', 'cpu' or 'cuda'.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {name!r} was asked for but this machine has no usable CUDA GPU: use --device cpu.")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"Unsupported device {name!r}: use 'auto', 'cpu' or 'cuda'.")
-    return device
 
 
 def _transfer(args) -> None:

@@ -20,6 +20,7 @@ Guards, so that no run returns NaN or garbage:
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm as text_tqdm
 from tqdm.auto import tqdm
 
 from . import profiles
@@ -113,7 +115,7 @@ def optimize_image(
     callback: Callback | None = None,
     callback_every: int = 10,
     should_stop: Callable[[], bool] | threading.Event | None = None,
-    progress: bool | str = True,
+    progress: bool | str = True,  # True, False or "terminal" (see _progress_bar)
     description: str = "optimizing",
 ) -> Result:
     """Minimize ``sum(weights[k] * objective(image)[k])`` over the pixels of ``init``.
@@ -238,10 +240,10 @@ def _make_optimizer(name, image, lr, budget, line_search):
 
 
 def _progress_bar(progress, total, description):
-    if progress == "text":
-        from tqdm import tqdm as text_tqdm
-
-        return text_tqdm(total=total, desc=description, leave=False, mininterval=1.0)
+    """True: a bar where the code runs (a widget in notebooks); "terminal": a text bar on the
+    process's own stderr, which a report build shows even from inside a notebook kernel."""
+    if progress == "terminal":
+        return text_tqdm(total=total, desc=description, leave=False, file=sys.__stderr__, mininterval=1.0)
     return tqdm(total=total, desc=description, leave=False, disable=not progress)
 
 

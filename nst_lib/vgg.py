@@ -132,6 +132,21 @@ class VGG19(nn.Module):
         return features
 
 
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' (CUDA when there is a GPU), 'cpu', 'cuda' or 'cuda:N' -> a usable torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"Unknown device {name!r}: use 'auto', 'cpu' or 'cuda'.") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"Unsupported device {name!r}: use 'auto', 'cpu' or 'cuda'.")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"Device {name!r} was asked for but this machine has no usable CUDA GPU: use 'cpu'.")
+    return device
+
+
 def _load_weights(weights, seed: int):
     """Return ({conv name: (weight, bias)}, input shift) for RGB input in [0, 1]."""
     if weights == "oxford":
