@@ -7,14 +7,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= standard
 DEVICE ?= auto
-OUT ?= report
+OUT ?=
 
 # Named images come from a local mirror folder when there is one beside the checkout;
 # otherwise each is downloaded once from its pinned URL (see assets/manifest.json).
 NST_ASSET_MIRROR ?= $(abspath $(wildcard ../shared/assets))
 export NST_ASSET_MIRROR
 
-.PHONY: setup browser report test bench clean
+.PHONY: setup browser report test notebooks bench clean
 
 setup: $(STAMP)
 
@@ -31,10 +31,14 @@ browser:
 	  else echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium'."; exit 1; fi; }
 
 report: setup
-	$(BIN)/python -m nst_lib report --profile $(PROFILE) --device $(DEVICE) --output $(OUT)
+	$(BIN)/python -m nst_lib report --profile $(PROFILE) --device $(DEVICE) $(if $(OUT),--output $(OUT))
 
 test: setup browser
 	$(BIN)/python -m pytest
+
+# Re-run the notebooks in place (quick profile) so that their stored outputs, which nbval compares, are current.
+notebooks: setup
+	cd notebooks && NST_PROGRESS=off ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace [0-9][0-9]_*.ipynb
 
 bench: setup
 	$(BIN)/python bench/speed.py

@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("assets", help="list the named images and where each comes from")
     listing.set_defaults(handler=_assets)
 
+    from . import report
+
+    report.add_parser(commands)
     parser.epilog = f"Layer names: {', '.join(n for n in LAYER_NAMES if n.startswith('conv'))} (and relu/pool)."
     return parser
 

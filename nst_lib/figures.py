@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -11,6 +12,11 @@ import matplotlib.pyplot as plt
 import torch
 
 from .files import atomic_write
+
+DPI = 100
+# Tiles are at least this wide so their captions fit, and at most so that a grid fits a page.
+MIN_TILE_INCHES = 1.5
+MAX_TILE_INCHES = 2.8
 
 
 def _as_array(image: torch.Tensor):
@@ -26,12 +32,12 @@ def grid(
     *,
     title: str | None = None,
     columns: int | None = None,
-    tile_inches: float = 2.6,
 ):
     """A figure with one tile per image, each captioned with its label.
 
     Images are (1, 3, H, W) or (3, H, W) tensors in [0, 1]; labels may hold
-    several lines (layer, weights, seed, ...).
+    several lines (layer, weights, seed, ...). Tiles show small images pixel
+    for pixel (enlarged without smoothing) and large ones scaled down to fit.
     """
     if len(images) != len(labels):
         raise ValueError(f"Got {len(images)} images but {len(labels)} labels: give one label per image.")
@@ -39,18 +45,22 @@ def grid(
         raise ValueError("A grid needs at least one image.")
     columns = columns or min(len(images), 5)
     rows = math.ceil(len(images) / columns)
-    aspect = images[0].shape[-2] / images[0].shape[-1]
+    width = images[0].shape[-1]
+    aspect = images[0].shape[-2] / width
+    tile_inches = min(max(width / DPI, MIN_TILE_INCHES), MAX_TILE_INCHES)
     lines = max(str(label).count("\n") + 1 for label in labels)
     figure, axes = plt.subplots(
         rows,
         columns,
-        figsize=(tile_inches * columns, (tile_inches * aspect + 0.22 * lines) * rows + (0.4 if title else 0)),
+        figsize=(tile_inches * columns, (tile_inches * aspect + 0.2 * lines) * rows + (0.4 if title else 0)),
+        dpi=DPI,
         squeeze=False,
     )
     for axis in axes.flat:
         axis.axis("off")
+    enlarged = tile_inches * DPI > width
     for axis, image, label in zip(axes.flat, images, labels):
-        axis.imshow(_as_array(image), interpolation="lanczos")
+        axis.imshow(_as_array(image), interpolation="nearest" if enlarged else "antialiased")
         axis.set_title(str(label), fontsize=9)
     if title:
         figure.suptitle(title, fontsize=12)
@@ -84,10 +94,42 @@ def loss_curves(
     return figure
 
 
-def save_figure(figure, path: str | os.PathLike, dpi: int = 110) -> Path:
+def save_figure(figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
     """Write a figure as PNG, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as handle:
         figure.savefig(handle, format="png", dpi=dpi, bbox_inches="tight")
     return path
+
+
+class Table:
+    """Rows of a results table; shows as HTML in notebooks (and so in the report).
+
+    ``rows`` are dicts with the same keys, which become the column headers;
+    floats are shown with ``digits`` significant digits.
+    """
+
+    def __init__(self, rows: Sequence[Mapping[str, object]], digits: int = 3):
+        self.rows = [dict(row) for row in rows]
+        self.digits = digits
+
+    def _cell(self, value) -> str:
+        text = f"{value:.{self.digits}g}" if isinstance(value, float) else str(value)
+        return html.escape(text)
+
+    def _repr_html_(self) -> str:
+        if not self.rows:
+            return "<p>(no rows)</p>"
+        columns = list(self.rows[0])
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{self._cell(row.get(c, ''))}</td>" for c in columns) + "</tr>" for row in self.rows
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def __repr__(self) -> str:
+        columns = list(self.rows[0]) if self.rows else []
+        lines = [" | ".join(columns)]
+        lines += [" | ".join(self._cell(row.get(c, "")) for c in columns) for row in self.rows]
+        return "\n".join(lines)

@@ -111,6 +111,13 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
+def pixel_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean absolute difference of two images in [0, 1] (0: identical, 1: opposite)."""
+    if a.shape != b.shape:
+        raise ValueError(f"Cannot compare images of shapes {tuple(a.shape)} and {tuple(b.shape)}.")
+    return float((a.detach().cpu() - b.detach().cpu()).abs().mean())
+
+
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """Tensor (1, 3, H, W) or (3, H, W) in [0, 1] -> 8-bit RGB PIL image (values clamped)."""
     if image.dim() == 4:

@@ -132,3 +132,17 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
     dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
     return dx + dy
+
+
+def content_distance(model, image: torch.Tensor, reference: torch.Tensor, layers) -> float:
+    """Content loss of ``image`` against ``reference`` (the convention above), at ``layers``."""
+    device = model.input_shift.device
+    with torch.no_grad():
+        return float(ContentLoss(model(reference.to(device), layers))(model(image.to(device), layers)))
+
+
+def style_distance(model, image: torch.Tensor, reference: torch.Tensor, layers) -> float:
+    """Style (Gram) loss of ``image`` against ``reference`` (the convention above), at ``layers``."""
+    device = model.input_shift.device
+    with torch.no_grad():
+        return float(StyleLoss([model(reference.to(device), layers)])(model(image.to(device), layers)))

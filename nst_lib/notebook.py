@@ -54,12 +54,11 @@ class Setup:
         options.setdefault("steps", self.profile.steps)
         return transfer(content, styles, model=self.model, progress=self.progress, description=label, **options)
 
-    def save(self, figure, name: str) -> Path:
-        """Save a figure as ``<output_dir>/<name>.png`` and return the path."""
+    def save(self, figure, name: str) -> None:
+        """Save a figure as ``<output_dir>/<name>.png`` (the notebook shows it as well)."""
         path = save_figure(figure, self.output_dir / f"{name}.png")
         self.figures.append(path.name)
         self.announce(f"figure {path.name} saved")
-        return path
 
     def announce(self, message: str) -> None:
         """Tell the person running a report build what is happening (terminal mode only)."""

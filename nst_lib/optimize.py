@@ -53,12 +53,14 @@ class Result:
 
     ``image``: (1, 3, H, W) in [0, 1] on the CPU, the best image evaluated.
     ``history``: per evaluation, each loss term unweighted plus the weighted ``total``.
+    ``times``: per evaluation, seconds since the run started.
     ``events``: rollbacks, restarts and early stops, one sentence each.
     ``stopped``: True when the caller stopped the run before its budget was spent.
     """
 
     image: torch.Tensor
     history: dict[str, list[float]]
+    times: list[float]
     evaluations: int
     seconds: float
     events: list[str] = field(default_factory=list)
@@ -142,6 +144,7 @@ def optimize_image(
     best_total = math.inf
     best_index = -1
     history: dict[str, list[float]] = {}
+    times: list[float] = []
     events: list[str] = []
     count = 0
     bar = _progress_bar(progress, steps, description)
@@ -165,6 +168,7 @@ def optimize_image(
         for name, value in terms.items():
             history.setdefault(name, []).append(float(value.detach()))
         history.setdefault("total", []).append(total_value)
+        times.append(time.perf_counter() - start)
         if total_value < best_total:
             best_total, best, best_index = total_value, shown.detach().clone(), count - 1
         bar.update(1)
@@ -203,6 +207,8 @@ def optimize_image(
                 f"and restarted with learning rate {lr:g}."
             )
             continue
+        if count >= steps:
+            break
         if count - before < 3:  # L-BFGS found no descent direction twice in a row: converged
             events.append(f"Converged after {count} evaluations (no further descent direction).")
             break
@@ -215,6 +221,7 @@ def optimize_image(
     return Result(
         image=best.cpu(),
         history=history,
+        times=times,
         evaluations=count,
         seconds=time.perf_counter() - start,
         events=events,
@@ -266,7 +273,9 @@ def transfer(
     init: str | torch.Tensor = profiles.INIT,
     shape: tuple[int, int] | None = None,
     seed: int = profiles.SEED,
+    steps: int = profiles.STEPS,
     scales: int = 1,
+    coarse_steps: int | None = None,
     preserve_colors: bool = False,
     **loop,
 ) -> Result:
@@ -277,10 +286,11 @@ def transfer(
     ``styles``: style images, each at its own size; ``style_blend`` weighs them.
     ``init``: "noise" (uniform, seeded), "content", or an image tensor.
     ``scales``: levels of coarse-to-fine optimization (1 = single scale); each
-    level halves the size of the next and runs ``steps`` evaluations.
+    level halves the size of the next. The full-size level runs ``steps``
+    evaluations, each coarser one ``coarse_steps`` (default: ``steps``).
     ``preserve_colors``: luminance-only transfer (Gatys et al. 2016): style
     the content's luminance, keep the content's colours.
-    Remaining keyword arguments go to ``optimize_image`` (steps, optimizer, lr,
+    Remaining keyword arguments go to ``optimize_image`` (optimizer, lr,
     callback, ...). The model defaults to the Oxford VGG-19 with max pooling.
     """
     styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
@@ -301,6 +311,9 @@ def transfer(
         raise ValueError("init='content' needs a content image.")
     if isinstance(scales, bool) or not isinstance(scales, int) or not 1 <= scales <= 4:
         raise ValueError(f"scales must be 1, 2, 3 or 4, got {scales!r}.")
+    steps = check_steps(steps)
+    if coarse_steps is not None:
+        check_steps(coarse_steps, "coarse_steps")
     model = model if model is not None else VGG19(profiles.WEIGHTS, profiles.POOLING)
     device = model.input_shift.device
 
@@ -339,7 +352,9 @@ def transfer(
         "tv_weight": tv_weight,
         "init": init if isinstance(init, str) else "image",
         "seed": seed,
+        "steps": steps,
         "scales": scales,
+        "coarse_steps": coarse_steps,
         "preserve_colors": preserve_colors,
         "weights": model.weights,
         "pooling": model.pooling,
@@ -354,7 +369,8 @@ def transfer(
     ]
     results = []
     image = start
-    for level_shape in level_shapes:
+    for number, level_shape in enumerate(level_shapes, start=1):
+        budget = steps if number == scales else (coarse_steps or steps)
         factor = level_shape[0] / shape[0]
         level_content = None if content is None else _resized(content, level_shape)
         level_styles = [_resized(s, _scaled(s.shape[-2:], factor)) for s in styles]
@@ -369,7 +385,7 @@ def transfer(
             tv_weight > 0,
         )
         image = _resized(image, level_shape).to(device)
-        result = optimize_image(objective, image, weights, **loop)
+        result = optimize_image(objective, image, weights, steps=budget, **loop)
         results.append(result)
         image = result.image
         if result.stopped:
@@ -418,13 +434,17 @@ def _resized(image: torch.Tensor, shape) -> torch.Tensor:
 def _merge(results: list[Result]) -> Result:
     """One Result for a coarse-to-fine run: the last level's image, all levels' history."""
     history: dict[str, list[float]] = {}
+    times: list[float] = []
     for result in results:
         for name, values in result.history.items():
             history.setdefault(name, []).extend(values)
+        offset = times[-1] if times else 0.0
+        times.extend(offset + t for t in result.times)
     last = results[-1]
     return Result(
         image=last.image,
         history=history,
+        times=times,
         evaluations=sum(r.evaluations for r in results),
         seconds=sum(r.seconds for r in results),
         events=[e for r in results for e in r.events],

@@ -39,6 +39,7 @@ LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
 
 WEIGHT_SOURCES = ("oxford", "torchvision", "random")
 POOLINGS = ("max", "avg")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 # The Oxford (Caffe) network expects BGR on a 0-255 scale minus this mean.
 OXFORD_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -84,16 +85,26 @@ class VGG19(nn.Module):
     state_dict (``features.0.weight`` ...).
     ``pooling``: ``"max"`` (as in the report) or ``"avg"`` (as Gatys et al.
     recommend for image synthesis).
+    ``precision``: ``"float32"``, ``"bfloat16"`` (the convolutions run in
+    bfloat16 under autocast; features come back as float32) or ``"auto"``:
+    bfloat16 where the device runs it natively (CPUs with AVX512-BF16 or AMX,
+    CUDA GPUs that support it), float32 elsewhere. ``bench/speed.py`` measures
+    what it buys and that the pictures do not change.
 
     The parameters are frozen: the model only ever differentiates with respect
     to its input.
     """
 
-    def __init__(self, weights: str | os.PathLike = "oxford", pooling: str = "max", seed: int = 0):
+    def __init__(
+        self, weights: str | os.PathLike = "oxford", pooling: str = "max", seed: int = 0, precision: str = "auto"
+    ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {pooling!r}: choose 'max' or 'avg'.")
+        if precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {precision!r}: choose 'auto', 'float32' or 'bfloat16'.")
         self.pooling = pooling
+        self.precision = precision
         self.weights = str(weights)
         self.layers = nn.ModuleDict()
         in_channels = 3
@@ -121,15 +132,34 @@ class VGG19(nn.Module):
         layers = check_layers(layers)
         wanted = set(layers)
         deepest = max(LAYER_INDEX[name] for name in layers)
-        x = image - self.input_shift
         features = {}
-        for index, (name, module) in enumerate(self.layers.items()):
-            if index > deepest:
-                break
-            x = module(x)
-            if name in wanted:
-                features[name] = x
-        return features
+        with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=self.uses_bfloat16(image.device)):
+            x = image - self.input_shift
+            for index, (name, module) in enumerate(self.layers.items()):
+                if index > deepest:
+                    break
+                x = module(x)
+                if name in wanted:
+                    features[name] = x
+        return {name: f.float() for name, f in features.items()}
+
+    def uses_bfloat16(self, device: torch.device) -> bool:
+        """Whether the convolutions run in bfloat16 on ``device`` (see ``precision``)."""
+        if self.precision == "auto":
+            return fast_bfloat16(device)
+        return self.precision == "bfloat16"
+
+
+def fast_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions natively, hence faster than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:  # oneDNN's own check for AVX512-BF16 / AMX
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def pick_device(name: str = "auto") -> torch.device:

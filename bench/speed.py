@@ -1,0 +1,261 @@
+"""Speed and memory of nst_lib on this machine. Run by hand: ``make bench``.
+
+Prints a table and writes ``bench/results/speed.json``. In one run it measures:
+
+1. the floor: a bare VGG-19 (torchvision's layers, in-place ReLU, nothing else)
+   forward to conv5_1 and backward to the input image only;
+2. nst_lib's time per evaluation for style transfer (conv4_2 and five style
+   layers): clamp, features, Gram matrices, losses, backward, as the optimizer
+   runs it. Goal: within 10% of the floor at the same precision;
+3. time to quality at 512 px: the total loss that plain single-scale float32
+   L-BFGS reaches after 300 evaluations is the target; each lever, and the
+   default configuration, is timed until its float32 loss is at the target.
+   Goal: the default at least 2x faster;
+4. peak memory (resident set) of one evaluation at 512 and 1024 px.
+
+``--quick`` shrinks everything (sizes, budgets) to check that the script runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+
+from nst_lib import VGG19, load_image, transfer
+from nst_lib.figures import Table
+from nst_lib.files import atomic_write
+from nst_lib.losses import STYLE_SCALE, ContentLoss, StyleLoss
+from nst_lib.profiles import CONTENT_LAYERS, STYLE_LAYERS, STYLE_WEIGHT
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LAYERS = [*STYLE_LAYERS, *CONTENT_LAYERS]
+CONTENT, STYLE = "tubingen", "starry_night"
+
+
+def machine() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def timed(function, repeats: int) -> float:
+    """Median seconds of ``function()`` over ``repeats`` runs, after one warm-up."""
+    function()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+# --------------------------------------------------------------------------------------
+# 1 and 2: per-evaluation cost
+
+
+def floor_step(size: int, bfloat16: bool):
+    """One bare forward (to conv5_1) and backward (to the input) of torchvision's VGG-19."""
+    network = torchvision.models.vgg19(weights=None).features[:29].eval().requires_grad_(False)
+    image = torch.rand(1, 3, size, size)
+
+    def step():
+        x = image.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+            out = network(x)
+        out.float().sum().backward()
+
+    return step
+
+
+def nst_step(size: int, precision: str):
+    """One evaluation of nst_lib's style-transfer objective, as optimize_image runs it."""
+    model = VGG19(precision=precision)
+    content = load_image(CONTENT, size)
+    style = load_image(STYLE, size)
+    with torch.no_grad():
+        content_loss = ContentLoss(model(content, CONTENT_LAYERS))
+        style_loss = StyleLoss([model(style, STYLE_LAYERS)])
+    image = torch.rand_like(content)
+
+    def step():
+        x = image.clone().requires_grad_(True)
+        shown = x.clamp(0, 1)
+        features = model(shown, LAYERS)
+        total = content_loss(features) + STYLE_SCALE * STYLE_WEIGHT * style_loss(features)
+        (total + (x - shown).pow(2).mean()).backward()
+
+    return step
+
+
+def per_evaluation(sizes, repeats):
+    rows = []
+    for size in sizes:
+        for precision in ("float32", "bfloat16"):
+            floor = timed(floor_step(size, precision == "bfloat16"), repeats)
+            ours = timed(nst_step(size, precision), repeats)
+            rows.append(
+                {
+                    "size": size,
+                    "precision": precision,
+                    "floor s": floor,
+                    "nst_lib s": ours,
+                    "overhead": f"{100 * (ours / floor - 1):+.1f}%",
+                    "goal (<= +10%)": "met" if ours <= 1.1 * floor else "missed",
+                }
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# 3: time to quality
+
+
+def float32_total(image, size) -> float:
+    """The float32 single-scale objective of ``image``: the yardstick for every lever."""
+    model = VGG19(precision="float32")
+    content = load_image(CONTENT, size)
+    style = load_image(STYLE, size)
+    with torch.no_grad():
+        features = model(image, LAYERS)
+        content_loss = ContentLoss(model(content, CONTENT_LAYERS))(features)
+        style_loss = StyleLoss([model(style, STYLE_LAYERS)])(features)
+    return float(content_loss + STYLE_SCALE * STYLE_WEIGHT * style_loss)
+
+
+def run_config(size, steps, precision="float32", scales=1, coarse_steps=None):
+    model = VGG19(precision=precision)
+    content = load_image(CONTENT, size)
+    style = load_image(STYLE, size)
+    return transfer(
+        content, [style], model=model, steps=steps, scales=scales, coarse_steps=coarse_steps, progress=False
+    )
+
+
+LEVERS = {
+    "baseline: float32, single scale": {"precision": "float32", "scales": 1},
+    "bfloat16, single scale": {"precision": "bfloat16", "scales": 1},
+    "float32, 2 scales": {"precision": "float32", "scales": 2},
+    "bfloat16, 2 scales": {"precision": "bfloat16", "scales": 2},
+    "bfloat16, 3 scales": {"precision": "bfloat16", "scales": 3},
+}
+
+
+def time_to_quality(size, budget):
+    baseline = run_config(size, budget, **LEVERS["baseline: float32, single scale"])
+    target = float32_total(baseline.image, size)
+    print(f"target: float32 total {target:.4g} after {budget} evaluations in {baseline.seconds:.1f} s", flush=True)
+    rows = [
+        {
+            "configuration": "baseline: float32, single scale",
+            "final-scale evaluations": budget,
+            "seconds to target": baseline.seconds,
+            "float32 total": target,
+            "speed-up": "1.00x",
+        }
+    ]
+    for name, lever in list(LEVERS.items())[1:]:
+        steps = budget
+        best = None
+        # Shrink the final-scale budget while the float32 loss still reaches the target.
+        for _ in range(8):
+            result = run_config(size, steps, **lever)
+            total = float32_total(result.image, size)
+            print(f"  {name}: {steps} final-scale evaluations, {result.seconds:.1f} s, total {total:.4g}", flush=True)
+            if total > target:
+                break
+            best = (steps, result.seconds, total)
+            steps = int(steps * 0.75)
+        if best is None:
+            rows.append({"configuration": name, "final-scale evaluations": budget, "seconds to target": float("nan"),
+                         "float32 total": total, "speed-up": "does not reach it"})
+            continue
+        steps, seconds, total = best
+        rows.append(
+            {
+                "configuration": name,
+                "final-scale evaluations": steps,
+                "seconds to target": seconds,
+                "float32 total": total,
+                "speed-up": f"{baseline.seconds / seconds:.2f}x",
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# 4: memory, each in a fresh process so that the high-water mark is its own
+
+
+def memory_probe(size: int, precision: str) -> None:
+    step = nst_step(size, precision)
+    idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"idle_mib": idle / 1024, "peak_mib": peak / 1024}))
+
+
+def memory(sizes):
+    rows = []
+    for size in sizes:
+        for precision in ("float32", "bfloat16"):
+            done = subprocess.run(
+                [sys.executable, __file__, "--memory-probe", str(size), precision],
+                capture_output=True, text=True, check=True,
+            )
+            probe = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append({"size": size, "precision": precision, "peak RSS MiB": round(probe["peak_mib"]),
+                         "of which one evaluation MiB": round(probe["peak_mib"] - probe["idle_mib"])})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and budgets: check that the script runs")
+    parser.add_argument("--memory-probe", nargs=2, metavar=("SIZE", "PRECISION"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_probe:
+        memory_probe(int(args.memory_probe[0]), args.memory_probe[1])
+        return
+    sizes, quality_size, budget, memory_sizes, repeats = (
+        ((64, 128), 128, 30, (128, 256), 2) if args.quick else ((256, 512), 512, 300, (512, 1024), 5)
+    )
+    started = time.perf_counter()
+    print(f"machine: {machine()}", flush=True)
+    results = {
+        "machine": machine(),
+        "per_evaluation": per_evaluation(sizes, repeats),
+        "time_to_quality": time_to_quality(quality_size, budget),
+        "memory": memory(memory_sizes),
+    }
+    results["seconds"] = time.perf_counter() - started
+    for title, key in (("Per evaluation", "per_evaluation"), ("Time to quality", "time_to_quality"), ("Memory", "memory")):
+        print(f"\n{title} ({results['machine']})")
+        print(Table(results[key], digits=4))
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / ("speed_quick.json" if args.quick else "speed.json")
+    with atomic_write(path, "w") as handle:
+        json.dump(results, handle, indent=1)
+    print(f"\nwrote {path} ({results['seconds'] / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""Build the report: run the numbered notebooks with papermill, render one HTML page.
+
+``python -m nst_lib report --profile standard`` (what ``make report`` runs):
+
+1. every ``notebooks/NN_*.ipynb`` runs with papermill, in number order, with
+   the profile, size, steps, device and weights as parameters; the executed
+   copy and its figures go to ``<build>/<notebook>/``, never over the sources;
+2. a section whose notebook, parameters and library code are unchanged since
+   the last build (finished or interrupted) is reused, not run again;
+3. ``index.html`` is written: one self-contained page (figures embedded) with
+   the sections in order, their parameters, weights, device and wall time;
+4. only then does the new report replace the old one, so a failed or
+   interrupted build leaves the previous report as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .files import atomic_write
+from .profiles import PROFILES
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+SECTION_FILE = "section.json"
+
+
+class BuildError(RuntimeError):
+    """A notebook failed; the message names it, the cell and the error."""
+
+
+def notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
+    """The numbered notebooks, in section order."""
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def code_fingerprint() -> str:
+    """A hash of the library's source: a section is stale when the code it calls changed."""
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "nst_lib").glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def section_key(notebook: Path, parameters: dict, code: str) -> str:
+    digest = hashlib.sha256(notebook.read_bytes())
+    digest.update(json.dumps(parameters, sort_keys=True).encode())
+    digest.update(code.encode())
+    return digest.hexdigest()[:16]
+
+
+def build(
+    output: str | os.PathLike,
+    *,
+    profile: str = "standard",
+    size: int | None = None,
+    steps: int | None = None,
+    device: str = "auto",
+    weights: str = "oxford",
+    only: list[str] | None = None,
+    log=print,
+) -> Path:
+    """Build the report into ``output`` (replaced only on success); return index.html's path."""
+    if profile not in PROFILES:
+        raise ValueError(f"Unknown profile {profile!r}: choose one of {', '.join(PROFILES)}.")
+    import papermill  # slow to import; only the build needs it
+
+    output = Path(output).resolve()
+    partial = output.with_name(output.name + ".partial")
+    _recover(output)
+    partial.mkdir(parents=True, exist_ok=True)
+    code = code_fingerprint()
+    chosen = [nb for nb in notebooks() if not only or any(nb.stem.startswith(o) for o in only)]
+    if not chosen:
+        raise ValueError(f"No notebook in {NOTEBOOKS} matches {only}.")
+
+    os.environ["NST_PROGRESS"] = "terminal"  # the kernels inherit it: bars on this terminal
+    sections = []
+    for number, notebook in enumerate(chosen, start=1):
+        folder = partial / notebook.stem
+        parameters = {
+            "profile": profile,
+            "size": size,
+            "steps": steps,
+            "device": device,
+            "weights": weights,
+            "output_dir": str(folder / "figures"),
+        }
+        key = section_key(notebook, {k: v for k, v in parameters.items() if k != "output_dir"}, code)
+        reused = _reuse(folder, output / notebook.stem, key)
+        if reused is not None:
+            log(f"[{number}/{len(chosen)}] {notebook.stem}: unchanged, reused ({reused['seconds']:.0f} s when built)")
+            sections.append(reused)
+            continue
+        log(f"[{number}/{len(chosen)}] {notebook.stem}: running ({profile} profile)")
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        executed = folder / notebook.name
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=parameters,
+                cwd=str(NOTEBOOKS),
+                progress_bar=False,
+                kernel_name="python3",
+            )
+        except papermill.PapermillExecutionError as error:
+            raise BuildError(
+                f"{notebook.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "
+                f"the executed copy is {executed}, and the previous report is untouched.\n"
+                f"--- the failing cell ---\n{error.source}"
+            ) from None
+        seconds = time.perf_counter() - start
+        section = {"notebook": notebook.name, "key": key, "parameters": parameters, "seconds": seconds}
+        with atomic_write(folder / SECTION_FILE, "w") as handle:
+            json.dump(section, handle, indent=1)
+        sections.append(section)
+        log(f"    done in {seconds:.0f} s")
+
+    index = partial / "index.html"
+    with atomic_write(index, "w") as handle:
+        handle.write(render(partial, sections))
+    _swap(partial, output)
+    return output / "index.html"
+
+
+def _reuse(folder: Path, previous: Path, key: str) -> dict | None:
+    """A finished section with this key, from an interrupted build or the current report."""
+    for candidate in (folder, previous):
+        try:
+            section = json.loads((candidate / SECTION_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if section.get("key") == key:
+            if candidate != folder:
+                shutil.rmtree(folder, ignore_errors=True)
+                shutil.copytree(candidate, folder)
+            return section
+    return None
+
+
+def _swap(partial: Path, output: Path) -> None:
+    """Replace ``output`` by ``partial`` with two renames; ``_recover`` mends a crash in between."""
+    old = output.with_name(output.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if output.exists():
+        output.rename(old)
+    partial.rename(output)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover(output: Path) -> None:
+    old = output.with_name(output.name + ".old")
+    if old.exists() and not output.exists():
+        old.rename(output)
+
+
+# --------------------------------------------------------------------------------------
+# HTML
+
+
+STYLE = """
+body { font: 16px/1.55 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2.5em; }
+table { border-collapse: collapse; margin: 0.8em 0; } td, th { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
+th { background: #f4f4f4; } img { max-width: 100%; height: auto; } pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
+details.code summary { color: #777; cursor: pointer; font-size: 0.85em; } .meta { color: #555; font-size: 0.9em; }
+.note { color: #a60; } figure { margin: 0.8em 0; }
+"""
+
+
+def render(build_dir: Path, sections: list[dict]) -> str:
+    """One self-contained HTML page for the executed notebooks under ``build_dir``."""
+    import nbformat
+
+    books = [nbformat.read(build_dir / Path(s["notebook"]).stem / s["notebook"], as_version=4) for s in sections]
+    setups = [_setup_of(build_dir / Path(s["notebook"]).stem) for s in sections]
+    first = next((s for s in setups if s), {})
+    total = sum(s["seconds"] for s in sections)
+    built = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>Neural style transfer: the report</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>Neural style transfer: the report</h1>",
+        f"<p class='meta'>Built {built} in {_duration(total)}.</p>",
+        _table(
+            [
+                ("profile", first.get("profile", "?")),
+                ("image size (longest side)", f"{first.get('size', '?')} px"),
+                ("evaluations per optimization", first.get("steps", "?")),
+                ("VGG-19 weights", f"{first.get('weights', '?')} ({first.get('pooling', '?')} pooling)"),
+                ("device", f"{first.get('device', '?')}: {first.get('device_name', '?')}"),
+                ("torch", first.get("torch", "?")),
+            ]
+        ),
+        "<h2 id='contents'>Contents</h2><ol>",
+    ]
+    for section, book in zip(sections, books):
+        anchor = Path(section["notebook"]).stem
+        parts.append(f"<li><a href='#{anchor}'>{html.escape(_title(book, anchor))}</a> ({_duration(section['seconds'])})</li>")
+    parts.append("</ol>")
+    for section, book, setup in zip(sections, books, setups):
+        parts.append(_render_section(section, book, setup))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _render_section(section: dict, book, setup: dict) -> str:
+    import mistune
+
+    anchor = Path(section["notebook"]).stem
+    parameters = {k: v for k, v in section["parameters"].items() if k != "output_dir" and v is not None}
+    parts = [
+        f"<section id='{anchor}'>",
+        f"<h2>{html.escape(_title(book, anchor))}</h2>",
+        f"<p class='meta'>Wall time {_duration(section['seconds'])} · parameters "
+        f"{html.escape(', '.join(f'{k}={v}' for k, v in parameters.items()))} · weights {setup.get('weights', '?')} · "
+        f"device {html.escape(str(setup.get('device', '?')))} · "
+        f"<a href='{anchor}/{html.escape(section['notebook'])}'>executed notebook</a></p>",
+    ]
+    markdown = mistune.create_markdown(plugins=["table", "strikethrough"])
+    skipped_title = False
+    for cell in book.cells:
+        if cell.cell_type == "markdown":
+            source = cell.source
+            if not skipped_title and source.lstrip().startswith("# "):
+                source = source.split("\n", 1)[1] if "\n" in source else ""
+                skipped_title = True
+            parts.append(markdown(source))
+        elif cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", []):
+            parts.append(f"<details class='code'><summary>code</summary><pre>{html.escape(cell.source)}</pre></details>")
+            parts.extend(_render_output(output) for output in cell.get("outputs", []))
+    parts.append("</section>")
+    return "\n".join(p for p in parts if p)
+
+
+def _render_output(output) -> str:
+    kind = output.get("output_type")
+    if kind == "stream":
+        return f"<pre>{html.escape(output['text'])}</pre>" if output.get("name") == "stdout" else ""
+    if kind == "error":
+        return f"<pre class='note'>{html.escape(output['ename'])}: {html.escape(output['evalue'])}</pre>"
+    data = output.get("data", {})
+    if "image/png" in data:
+        return f"<figure><img alt='figure' src='data:image/png;base64,{data['image/png'].strip()}'></figure>"
+    if "application/vnd.jupyter.widget-view+json" in data:
+        return "<p class='note'>An interactive widget: open this notebook in JupyterLab to use it.</p>"
+    if "text/html" in data:
+        return data["text/html"]
+    if "text/plain" in data:
+        return f"<pre>{html.escape(data['text/plain'])}</pre>"
+    return ""
+
+
+def _setup_of(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "figures" / "setup.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _title(book, fallback: str) -> str:
+    for cell in book.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
+            return cell.source.lstrip()[2:].split("\n", 1)[0].strip()
+    return fallback
+
+
+def _table(rows) -> str:
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+
+
+def add_parser(commands) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="run the notebooks with papermill and build the HTML report",
+        description="Run notebooks/NN_*.ipynb with papermill and render report/<profile>/index.html. "
+        "Unchanged sections are reused; the previous report stays until the new one is complete.",
+    )
+    parser.add_argument("--profile", choices=list(PROFILES), default="standard", help="sizes and steps (default: standard)")
+    parser.add_argument("--size", type=int, help="override the profile's image size (px)")
+    parser.add_argument("--steps", type=int, help="override the profile's evaluations per optimization")
+    parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default: auto)")
+    parser.add_argument("--weights", default="oxford", help="VGG-19 weights (default: oxford)")
+    parser.add_argument("--output", type=Path, help="report folder (default: report/<profile>)")
+    parser.add_argument("--only", nargs="+", metavar="NN", help="build only these sections, e.g. 01 03")
+    parser.set_defaults(handler=_command)
+
+
+def _command(args) -> None:
+    from .vgg import pick_device
+
+    pick_device(args.device)  # fail now, not inside the first notebook
+    output = args.output or ROOT / "report" / args.profile
+    try:
+        index = build(
+            output,
+            profile=args.profile,
+            size=args.size,
+            steps=args.steps,
+            device=args.device,
+            weights=args.weights,
+            only=args.only,
+        )
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(f"report: {index}")
