@@ -107,7 +107,8 @@ class Explorer:
     """The controls, the live preview, the strip of runs, and the buttons that drive them.
 
     ``model``: a VGG19 to use (default: ``weights`` on ``device``, loaded once
-    per process). ``size`` and ``steps`` are the controls' starting values;
+    per process). ``size`` and ``steps`` are the controls' starting values
+    (None: ``SIZE`` and ``STEPS``);
     ``preview_every`` is how many evaluations pass between preview updates;
     ``output_dir`` is where Save writes, until the person changes it.
     """
@@ -118,8 +119,8 @@ class Explorer:
         *,
         weights: str = profiles.WEIGHTS,
         device: str = "auto",
-        size: int = SIZE,
-        steps: int = STEPS,
+        size: int | None = None,
+        steps: int | None = None,
         preview_every: int = PREVIEW_EVERY,
         output_dir: str | Path = "outputs/explorer",
     ):
@@ -131,7 +132,7 @@ class Explorer:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._history: dict[str, list[float]] = {}
-        self._build(size, steps, output_dir)
+        self._build(size or SIZE, steps or STEPS, output_dir)
 
     # ----------------------------------------------------------------------------------
     # What a person does: Run, Stop, Save, upload.
