@@ -42,15 +42,21 @@ from .vgg import CONV_LAYERS, VGG19, pick_device
 SIZE = 128
 STEPS = 100
 PREVIEW_EVERY = 5
+# Drawing the loss curve costs about half an evaluation at 128 px; at most once a second keeps it cheap.
+LOSS_PLOT_EVERY_S = 1.0
 PREVIEW_WIDTH = "320px"
-THUMBNAIL = 112
+THUMBNAIL = 160
 NO_SECOND_STYLE = "(none)"
 UPLOADED = "uploaded: "
 OPTIMIZER_LABELS = {"lbfgs": "L-BFGS", "adam": "Adam"}
 # ValueError covers ImageError, AssetError and transfer's own checks; OSError covers folders.
 USER_ERRORS = (ValueError, OSError)
 
-_CONTROL = {"style": {"description_width": "120px"}, "layout": widgets.Layout(width="330px")}
+
+
+def _control() -> dict:
+    """Keyword arguments that give a control the common width (a Layout of its own, never a shared one)."""
+    return {"style": {"description_width": "110px"}, "layout": widgets.Layout(width="300px")}
 
 
 @dataclass
@@ -90,10 +96,12 @@ class Run:
         lines = [
             f"{s['content']} × {styles}",
             f"style {s['style_weight']:.2g} · content {s['content_weight']:g} · tv {s['tv_weight']:g}",
-            f"content {s['content_layer']} · style {' '.join(s['style_layers'])}",
+            f"content layer {s['content_layer']}",
+            f"style layers {' '.join(s['style_layers'])}",
             f"{s['init']} · {OPTIMIZER_LABELS[s['optimizer']]} · seed {s['seed']} · {s['size']} px"
             + (" · own colours" if s["preserve_colors"] else ""),
-            f"{ending} · {self.result.seconds:.1f} s · loss {self.result.final_losses['total']:.3g}",
+            f"{ending} · {self.result.seconds:.1f} s",
+            f"total loss {self.result.final_losses['total']:.3g}",
         ]
         return f"<b>#{self.number}</b> " + "<br>".join(html.escape(line) for line in lines)
 
@@ -132,6 +140,7 @@ class Explorer:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._history: dict[str, list[float]] = {}
+        self._plotted = 0.0  # when the loss curve was last drawn (perf_counter seconds)
         self._build(size or SIZE, steps or STEPS, output_dir)
 
     # ----------------------------------------------------------------------------------
@@ -149,6 +158,7 @@ class Explorer:
             return False
         self._stop.clear()
         self._history = {}
+        self._plotted = 0.0
         self.progress.max = settings["steps"]
         self.progress.value = 0
         self.progress_label.value = ""
@@ -221,6 +231,19 @@ class Explorer:
             "preserve_colors": self.preserve_colors.value,
         }
 
+    def describe(self) -> str:
+        """One line that says what pressing Run would do now."""
+        s = self.settings()
+        return (
+            f"Explorer: {s['content']} in the style of {s['style']}, {s['size']} px, {s['steps']} evaluations "
+            f"from {s['init']}; press Run."
+        )
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.ui._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = self.describe()
+        return bundle
+
     def _on_upload(self, change, role: str) -> None:
         targets = [self.content] if role == "content" else [self.style, self.second_style]
         for upload in change["new"]:
@@ -281,9 +304,13 @@ class Explorer:
             )
         except USER_ERRORS as error:
             self._say(str(error), error=True)
-        except Exception as error:  # a defect, not a user's mistake; still no traceback in the UI
+        except Exception as error:  # no traceback in the UI, whatever happened
             self.error = error
-            self._say(f"The run failed unexpectedly ({type(error).__name__}: {error}).", error=True)
+            if self._stop.is_set():  # stopped before the first evaluation ended: no image exists yet
+                self._say("Stopped before the first evaluation ended; there is no picture to keep.")
+            else:
+                first_line = (str(error).splitlines() or [""])[0]
+                self._say(f"The run failed unexpectedly ({type(error).__name__}: {first_line}).", error=True)
         else:
             self._finish(Run(len(self.runs) + 1, settings, result))
         finally:
@@ -295,12 +322,14 @@ class Explorer:
             self._history.setdefault(name, []).append(value)
         self.progress.value = evaluation
         if evaluation % self.preview_every == 0:
+            now = time.perf_counter()
             self.preview.value = _png(tensor_to_pil(image))
-            self.loss_plot.value = _loss_png(self._history)
             self.progress_label.value = (
-                f"evaluation {evaluation} of {self.progress.max} · {time.perf_counter() - started:.1f} s "
-                f"· loss {losses['total']:.3g}"
+                f"evaluation {evaluation} of {self.progress.max} · {now - started:.1f} s · loss {losses['total']:.3g}"
             )
+            if now - self._plotted >= LOSS_PLOT_EVERY_S:
+                self.loss_plot.value = _loss_png(self._history)
+                self._plotted = now
 
     def _finish(self, run: Run) -> None:
         result = run.result
@@ -324,36 +353,37 @@ class Explorer:
 
     def _build(self, size: int, steps: int, output_dir) -> None:
         contents, styles = assets.names("content"), assets.names("style")
-        self.content = widgets.Dropdown(options=contents, value=contents[0], description="content", **_CONTROL)
+        self.content = widgets.Dropdown(options=contents, value=contents[0], description="content", **_control())
         self.content_upload = widgets.FileUpload(accept="image/*", description="own content")
-        self.style = widgets.Dropdown(options=styles, value=styles[0], description="style", **_CONTROL)
+        self.style = widgets.Dropdown(options=styles, value=styles[0], description="style", **_control())
         self.style_upload = widgets.FileUpload(accept="image/*", description="own style")
         self.second_style = widgets.Dropdown(
-            options=[NO_SECOND_STYLE, *styles], value=NO_SECOND_STYLE, description="second style", **_CONTROL
+            options=[NO_SECOND_STYLE, *styles], value=NO_SECOND_STYLE, description="second style", **_control()
         )
         self.second_style_weight = widgets.FloatSlider(
-            value=0.5, min=0, max=1, step=0.05, description="its blend weight", **_CONTROL
+            value=0.5, min=0, max=1, step=0.05, description="its blend weight", **_control()
         )
+        # Shown at their own size: a column would otherwise stretch them to its width.
         self.content_thumbnail, self.style_thumbnail, self.second_style_thumbnail = (
-            widgets.Image(format="png") for _ in range(3)
+            widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start")) for _ in range(3)
         )
 
         self.content_layer = widgets.Dropdown(
-            options=CONV_LAYERS, value=profiles.CONTENT_LAYERS[0], description="content layer", **_CONTROL
+            options=CONV_LAYERS, value=profiles.CONTENT_LAYERS[0], description="content layer", **_control()
         )
         self.style_layers = widgets.SelectMultiple(
-            options=CONV_LAYERS, value=profiles.STYLE_LAYERS, rows=10, description="style layers", **_CONTROL
+            options=CONV_LAYERS, value=profiles.STYLE_LAYERS, rows=10, description="style layers", **_control()
         )
         self.content_weight = widgets.FloatSlider(
-            value=profiles.CONTENT_WEIGHT, min=0, max=10, step=0.1, description="content weight", **_CONTROL
+            value=profiles.CONTENT_WEIGHT, min=0, max=10, step=0.1, description="content weight", **_control()
         )
         self.style_weight = widgets.FloatLogSlider(
-            value=profiles.STYLE_WEIGHT, base=10, min=0, max=7, step=0.5, readout_format=".2g",
-            description="style weight", **_CONTROL,
+            value=profiles.STYLE_WEIGHT, base=10, min=0, max=7, step=0.5, readout_format=".0e",
+            description="style weight", **_control(),
         )
         # Neighbouring-pixel differences are about 0.01 in a photo, so weights up to 100 span "off" to "blurred".
         self.tv_weight = widgets.FloatSlider(
-            value=profiles.TV_WEIGHT, min=0, max=100, step=0.5, description="total variation", **_CONTROL
+            value=profiles.TV_WEIGHT, min=0, max=100, step=0.5, description="total variation", **_control()
         )
         self.preserve_colors = widgets.Checkbox(value=False, description="keep the content's colours", indent=False)
         self.init = widgets.ToggleButtons(options=["noise", "content"], value=profiles.INIT, description="start from")
@@ -362,17 +392,17 @@ class Explorer:
             description="optimizer",
         )
         for toggle in (self.init, self.optimizer):
-            toggle.style = {"description_width": "120px", "button_width": "90px"}
-        self.steps = widgets.IntSlider(value=steps, min=10, max=1000, step=10, description="evaluations", **_CONTROL)
-        self.size = widgets.IntSlider(value=size, min=64, max=512, step=32, description="size (px)", **_CONTROL)
-        self.seed = widgets.BoundedIntText(value=profiles.SEED, min=0, max=2**31 - 1, description="seed", **_CONTROL)
+            toggle.style = {"description_width": "110px", "button_width": "80px"}
+        self.steps = widgets.IntSlider(value=steps, min=10, max=1000, step=10, description="evaluations", **_control())
+        self.size = widgets.IntSlider(value=size, min=64, max=512, step=32, description="size (px)", **_control())
+        self.seed = widgets.BoundedIntText(value=profiles.SEED, min=0, max=2**31 - 1, description="seed", **_control())
 
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.save_button = widgets.Button(description="Save", icon="save", disabled=True)
-        self.output_dir = widgets.Text(value=str(output_dir), description="save into", **_CONTROL)
+        self.output_dir = widgets.Text(value=str(output_dir), description="save into", **_control())
         self.message = widgets.HTML()
-        self.progress = widgets.IntProgress(value=0, min=0, max=steps, layout=widgets.Layout(width="330px"))
+        self.progress = widgets.IntProgress(value=0, min=0, max=steps, layout=widgets.Layout(width="320px"))
         self.progress_label = widgets.Label()
         self.preview = widgets.Image(value=_png(Image.new("RGB", (4, 3), (238, 238, 238))), format="png", width=PREVIEW_WIDTH)
         self.loss_plot = widgets.Image(value=_loss_png({}), format="png")
@@ -423,12 +453,12 @@ class Explorer:
         return self._uploads[choice] if choice in self._uploads else _named_picture(choice)
 
     def _show_thumbnails(self) -> None:
+        """Show each chosen image small beside its menu; the blend weight only matters with a second style."""
+        blending = self.second_style.value != NO_SECOND_STYLE
+        self.second_style_weight.disabled = not blending
+        self.second_style_thumbnail.layout.display = None if blending else "none"
         pairs = [(self.content, self.content_thumbnail), (self.style, self.style_thumbnail)]
-        pairs.append((self.second_style, self.second_style_thumbnail))
-        for dropdown, thumbnail in pairs:
-            if dropdown.value == NO_SECOND_STYLE:
-                thumbnail.layout.display = "none"
-                continue
+        for dropdown, thumbnail in pairs + ([(self.second_style, self.second_style_thumbnail)] if blending else []):
             try:
                 picture = self._picture(dropdown.value).copy()
             except ValueError as error:
@@ -436,29 +466,15 @@ class Explorer:
                 continue
             picture.thumbnail((THUMBNAIL, THUMBNAIL))
             thumbnail.value = _png(picture)
-            thumbnail.layout.display = None
 
     def _strip_item(self, run: Run) -> widgets.Widget:
-        picture = widgets.Image(value=_png(tensor_to_pil(run.image)), format="png", width="160px")
+        picture = widgets.Image(value=_png(tensor_to_pil(run.image)), format="png", width="192px")
         caption = widgets.HTML(f"<div style='font-size: 11px; line-height: 1.3'>{run.caption()}</div>")
-        return widgets.VBox([picture, caption], layout=widgets.Layout(width="180px", min_width="180px", margin="0 8px 0 0"))
+        return widgets.VBox([picture, caption], layout=widgets.Layout(width="200px", min_width="200px", margin="0 10px 0 0"))
 
     def _say(self, text: str, error: bool = False) -> None:
         colour = "#b00020" if error else "inherit"
         self.message.value = f"<span style='color: {colour}'>{html.escape(text)}</span>"
-
-    def describe(self) -> str:
-        """One line that says what pressing Run would do now."""
-        s = self.settings()
-        return (
-            f"Explorer: {s['content']} in the style of {s['style']}, {s['size']} px, {s['steps']} evaluations "
-            f"from {s['init']}; press Run."
-        )
-
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = self.ui._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = self.describe()
-        return bundle
 
 
 @lru_cache(maxsize=2)
@@ -488,6 +504,7 @@ def _loss_png(history: dict[str, list[float]]) -> bytes:
     global state is neither thread-safe nor wanted in a notebook's output.
     """
     figure = Figure(figsize=(4.2, 2.4), dpi=80)
+    figure.subplots_adjust(left=0.17, right=0.97, top=0.95, bottom=0.19)  # fixed: tight_layout doubles the cost
     axis = figure.add_subplot()
     for name, values in history.items():
         positive = [(i + 1, v) for i, v in enumerate(values) if v > 0]
@@ -502,7 +519,6 @@ def _loss_png(history: dict[str, list[float]]) -> bytes:
     axis.set_ylabel("loss (relative)", fontsize=9)
     axis.tick_params(labelsize=8)
     axis.grid(True, alpha=0.3)
-    figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()

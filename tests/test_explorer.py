@@ -189,11 +189,31 @@ def test_keeping_the_contents_colours_keeps_its_chrominance(explorer):
 
 
 def test_choosing_images_shows_their_thumbnails(explorer):
-    assert explorer.second_style_thumbnail.layout.display == "none"
+    assert explorer.second_style_thumbnail.layout.display == "none" and explorer.second_style_weight.disabled
     landscape = explorer.style_thumbnail.value
     explorer.style.value = "the_scream"
     width, height = size_of(explorer.style_thumbnail.value)
     assert explorer.style_thumbnail.value != landscape and height > width  # The Scream is a portrait
     explorer.second_style.value = "shipwreck"
-    assert explorer.second_style_thumbnail.layout.display is None
-    assert max(size_of(explorer.second_style_thumbnail.value)) == 112
+    assert explorer.second_style_thumbnail.layout.display is None and not explorer.second_style_weight.disabled
+    assert max(size_of(explorer.second_style_thumbnail.value)) == 160
+
+
+def test_stop_before_the_first_evaluation_ends_quietly(explorer):
+    explorer.size.value = 256  # the targets alone take a good fraction of a second, so Stop comes first
+    explorer.run()
+    explorer.stop()
+    assert explorer.wait(timeout=60) is None
+    assert message(explorer) == "Stopped before the first evaluation ended; there is no picture to keep."
+    assert explorer.strip.children == () and not explorer.run_button.disabled
+
+
+def test_a_failure_inside_the_run_is_one_sentence_not_a_traceback(explorer, monkeypatch):
+    def broken_transfer(*args, **kwargs):
+        raise RuntimeError("out of memory\nTraceback (most recent call last): ...")
+
+    monkeypatch.setattr("nst_lib.explorer.transfer", broken_transfer)
+    explorer.run()
+    explorer.wait(timeout=30)
+    assert message(explorer) == "The run failed unexpectedly (RuntimeError: out of memory)."
+    assert isinstance(explorer.error, RuntimeError) and not explorer.run_button.disabled
