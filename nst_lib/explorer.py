@@ -343,7 +343,10 @@ class Explorer:
         total = result.history["total"]
         change = f"total loss {total[0]:.3g} → {result.final_losses['total']:.3g}"
         if result.stopped:
-            message = f"Stopped run {run.number} after {result.evaluations} of {run.settings['steps']} evaluations ({result.seconds:.1f} s); {change}."
+            message = (
+                f"Stopped run {run.number} after {result.evaluations} of {run.settings['steps']} evaluations "
+                f"({result.seconds:.1f} s); {change}."
+            )
         else:
             message = f"Run {run.number} done: {result.evaluations} evaluations in {result.seconds:.1f} s; {change}."
         self._say(" ".join([message, *result.events[-1:]]))
@@ -404,7 +407,8 @@ class Explorer:
         self.message = widgets.HTML()
         self.progress = widgets.IntProgress(value=0, min=0, max=steps, layout=widgets.Layout(width="320px"))
         self.progress_label = widgets.Label()
-        self.preview = widgets.Image(value=_png(Image.new("RGB", (4, 3), (238, 238, 238))), format="png", width=PREVIEW_WIDTH)
+        blank = Image.new("RGB", (4, 3), (238, 238, 238))
+        self.preview = widgets.Image(value=_png(blank), format="png", width=PREVIEW_WIDTH)
         self.loss_plot = widgets.Image(value=_loss_png({}), format="png")
         self.strip = widgets.HBox(layout=widgets.Layout(overflow="auto", width="100%"))
 
@@ -470,7 +474,8 @@ class Explorer:
     def _strip_item(self, run: Run) -> widgets.Widget:
         picture = widgets.Image(value=_png(tensor_to_pil(run.image)), format="png", width="192px")
         caption = widgets.HTML(f"<div style='font-size: 11px; line-height: 1.3'>{run.caption()}</div>")
-        return widgets.VBox([picture, caption], layout=widgets.Layout(width="200px", min_width="200px", margin="0 10px 0 0"))
+        layout = widgets.Layout(width="200px", min_width="200px", margin="0 10px 0 0")
+        return widgets.VBox([picture, caption], layout=layout)
 
     def _say(self, text: str, error: bool = False) -> None:
         colour = "#b00020" if error else "inherit"
@@ -514,7 +519,8 @@ def _loss_png(history: dict[str, list[float]]) -> bytes:
         axis.set_yscale("log")
         axis.legend(fontsize=8, loc="upper right")
     else:
-        axis.text(0.5, 0.5, "the losses appear here during a run", ha="center", va="center", transform=axis.transAxes, color="gray")
+        hint = "the losses appear here during a run"
+        axis.text(0.5, 0.5, hint, ha="center", va="center", transform=axis.transAxes, color="gray")
     axis.set_xlabel("evaluation", fontsize=9)
     axis.set_ylabel("loss (relative)", fontsize=9)
     axis.tick_params(labelsize=8)

@@ -31,7 +31,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 # JupyterLab's own popups (news, update checks) would cover the notebook in the screenshot.
-QUIET_LAB = {"@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False}}
+QUIET_LAB = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False}
+}
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (`make browser` installs it)"
@@ -84,7 +86,8 @@ def jupyterlab(tmp_path):
         deadline = time.monotonic() + 90
         while True:
             if server.poll() is not None:
-                pytest.fail(f"JupyterLab exited with status {server.returncode}:\n{(tmp_path / 'jupyterlab.log').read_text()[-3000:]}")
+                log_tail = (tmp_path / "jupyterlab.log").read_text()[-3000:]
+                pytest.fail(f"JupyterLab exited with status {server.returncode}:\n{log_tail}")
             try:
                 with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5):
                     break
