@@ -11,6 +11,7 @@ Saving is atomic: the picture appears complete or not at all.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -48,16 +49,28 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"Image file not found: {path}.")
     if not path.is_file():
         raise ImageError(f"{path} is not a file: give the path of an image file.")
+    return _decode(path, path)
+
+
+def decode_image(data: bytes, name: str) -> Image.Image:
+    """Read the bytes of an image file (an upload, say) as an upright 8-bit RGB PIL image.
+
+    ``name`` is what the file is called in error messages.
+    """
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source, name) -> Image.Image:
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             image.load()
             return to_rgb(image)
     except UnidentifiedImageError:
-        raise ImageError(f"{path} is not an image PIL can read (PNG, JPEG, TIFF, WebP, BMP, ...).") from None
+        raise ImageError(f"{name} is not an image PIL can read (PNG, JPEG, TIFF, WebP, BMP, ...).") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"{path} has too many pixels to open safely: shrink it below 89 megapixels first.") from None
+        raise ImageError(f"{name} has too many pixels to open safely: shrink it below 89 megapixels first.") from None
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageError(f"{path} is damaged or truncated and cannot be read ({error}).") from None
+        raise ImageError(f"{name} is damaged or truncated and cannot be read ({error}).") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

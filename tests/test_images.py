@@ -119,3 +119,14 @@ def test_tensor_to_pil_refuses_wrong_shapes():
     with pytest.raises(ValueError, match="Expected one image, got a batch of 2"):
         images.tensor_to_pil(torch.zeros(2, 3, 4, 4))
     assert np.asarray(images.tensor_to_pil(torch.full((3, 4, 4), 2.0))).max() == 255
+
+
+def test_image_bytes_decode_like_files_and_bad_bytes_name_the_upload(image_file):
+    path = image_file(mode="RGBA", size=(40, 30))
+    picture = images.decode_image(path.read_bytes(), "upload.png")
+    assert picture.mode == "RGB" and picture.size == (40, 30)
+    assert torch.equal(images.pil_to_tensor(picture), load_image(path))
+    with pytest.raises(ImageError, match="notes.txt is not an image PIL can read"):
+        images.decode_image(b"hello", "notes.txt")
+    with pytest.raises(ImageError, match="half.png is damaged or truncated"):
+        images.decode_image(image_file(size=(200, 200), name="big.png").read_bytes()[:200], "half.png")
