@@ -204,25 +204,31 @@ def time_to_quality(size, budget):
 # 4: memory, each in a fresh process so that the high-water mark is its own
 
 
-def memory_probe(size: int, precision: str) -> None:
-    step = nst_step(size, precision)
-    idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"idle_mib": idle / 1024, "peak_mib": peak / 1024}))
+def memory_probe(size: int, precision: str, what: str) -> None:
+    """Print this process's peak resident set after loading the model, or after one evaluation."""
+    if what == "model":
+        VGG19(precision=precision)
+    else:
+        nst_step(size, precision)()
+    print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def _probe(size: int, precision: str, what: str) -> float:
+    done = subprocess.run(
+        [sys.executable, __file__, "--memory-probe", str(size), precision, what],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
 def memory(sizes):
     rows = []
     for size in sizes:
         for precision in ("float32", "bfloat16"):
-            done = subprocess.run(
-                [sys.executable, __file__, "--memory-probe", str(size), precision],
-                capture_output=True, text=True, check=True,
-            )
-            probe = json.loads(done.stdout.strip().splitlines()[-1])
-            rows.append({"size": size, "precision": precision, "peak RSS MiB": round(probe["peak_mib"]),
-                         "of which one evaluation MiB": round(probe["peak_mib"] - probe["idle_mib"])})
+            model = _probe(size, precision, "model")
+            peak = _probe(size, precision, "evaluation")
+            rows.append({"size": size, "precision": precision, "peak RSS MiB": round(peak),
+                         "above the loaded model MiB": round(peak - model)})
             print(rows[-1], flush=True)
     return rows
 
@@ -230,10 +236,10 @@ def memory(sizes):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and budgets: check that the script runs")
-    parser.add_argument("--memory-probe", nargs=2, metavar=("SIZE", "PRECISION"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-probe", nargs=3, metavar=("SIZE", "PRECISION", "WHAT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
-        memory_probe(int(args.memory_probe[0]), args.memory_probe[1])
+        memory_probe(int(args.memory_probe[0]), *args.memory_probe[1:])
         return
     sizes, quality_size, budget, memory_sizes, repeats = (
         ((64, 128), 128, 30, (128, 256), 2) if args.quick else ((256, 512), 512, 300, (512, 1024), 5)

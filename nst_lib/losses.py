@@ -89,6 +89,29 @@ class ContentLoss:
         )
 
 
+class _GramError(torch.autograd.Function):
+    """mean((F F^T / M - A)^2) / scale for flattened features F (B, N, M), A (1 or B, N, N).
+
+    Autograd would differentiate the Gram matrix with two (N x N) @ (N x M)
+    products; G is symmetric, so dL/dF = 4 (G - A) F / (B N^2 M scale) needs
+    one. This is the costliest part of the style loss, run at every layer.
+    """
+
+    @staticmethod
+    def forward(ctx, flat, target, scale):
+        gram_matrix = flat @ flat.transpose(1, 2) / flat.shape[-1]
+        difference = gram_matrix - target
+        ctx.save_for_backward(flat, difference, scale)
+        return difference.pow(2).mean() / scale
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        flat, difference, scale = ctx.saved_tensors
+        batch, channels, positions = flat.shape
+        factor = grad_output * 4 / (batch * channels * channels * positions * scale)
+        return (factor * difference) @ flat, None, None
+
+
 class StyleLoss:
     """Relative Gram error against one or several style images.
 
@@ -121,10 +144,12 @@ class StyleLoss:
         return list(self.weights)
 
     def __call__(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return sum(
-            w * _relative_error(gram(features[name]), self.grams[name], self.scales[name])
-            for name, w in self.weights.items()
-        )
+        return sum(w * self.layer_loss(name, features[name]) for name, w in self.weights.items())
+
+    def layer_loss(self, name: str, features: torch.Tensor) -> torch.Tensor:
+        """The relative Gram error of ``features`` (B, N, H, W) at one layer (mean over the batch)."""
+        flat = features.flatten(2)
+        return _GramError.apply(flat, self.grams[name], self.scales[name])
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:

@@ -82,3 +82,12 @@ def test_total_variation_is_zero_for_flat_images_and_grows_with_noise():
     flat = torch.full((1, 3, 8, 8), 0.5)
     assert total_variation(flat).item() == 0
     assert total_variation(torch.rand(1, 3, 8, 8)).item() > total_variation(flat + 0.01 * torch.rand(1, 3, 8, 8)).item()
+
+
+def test_the_closed_form_gram_gradient_matches_autograd():
+    target = torch.rand(1, 4, 3, 5, dtype=torch.float64)
+    image = torch.rand(2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
+    loss = StyleLoss([{"conv1_1": target}])
+    assert torch.autograd.gradcheck(lambda f: loss({"conv1_1": f}), (image,))
+    plain = ((gram(image) - loss.grams["conv1_1"]).pow(2).mean() / loss.scales["conv1_1"])
+    assert torch.isclose(loss({"conv1_1": image}), plain)
