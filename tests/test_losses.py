@@ -82,3 +82,15 @@ def test_total_variation_is_zero_for_flat_images_and_grows_with_noise():
     flat = torch.full((1, 3, 8, 8), 0.5)
     assert total_variation(flat).item() == 0
     assert total_variation(torch.rand(1, 3, 8, 8)).item() > total_variation(flat + 0.01 * torch.rand(1, 3, 8, 8)).item()
+
+
+def test_a_batch_loss_is_the_mean_of_each_images_own_loss():
+    """What lets a feed-forward generator train on a batch with one target per image."""
+    targets = torch.cat([features(13), 40 * features(14)])  # the second target is far brighter
+    images = torch.cat([features(15), 40 * features(16)])
+    content = ContentLoss({"conv4_2": targets})({"conv4_2": images})
+    alone = [ContentLoss({"conv4_2": targets[i : i + 1]})({"conv4_2": images[i : i + 1]}) for i in range(2)]
+    assert torch.isclose(content, (alone[0] + alone[1]) / 2)
+    style = StyleLoss([{"conv1_1": targets[:1]}])
+    together = style({"conv1_1": images})
+    assert torch.isclose(together, (style({"conv1_1": images[:1]}) + style({"conv1_1": images[1:]})) / 2)
