@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("assets", help="list the named images and where each comes from")
     listing.set_defaults(handler=_assets)
 
+    from .generator import add_parsers as add_generator_parsers
+
+    add_generator_parsers(commands)
+
     parser.epilog = f"Layer names: {', '.join(n for n in LAYER_NAMES if n.startswith('conv'))} (and relu/pool)."
     return parser
 
