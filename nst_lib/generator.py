@@ -263,7 +263,7 @@ def train_generator(
     }
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        network = Generator(channels, residual_blocks)
+        network = Generator(channels, residual_blocks).to(device).train()
     rng = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     state = Training(network, config, step=0, history={}, seconds=0.0)
@@ -271,18 +271,28 @@ def train_generator(
         checkpoint = Path(checkpoint)
         if resume:
             state = _resumed(checkpoint, config, network, optimizer, rng)
-            state.config = config
         elif checkpoint.exists():
             raise CheckpointError(
                 f"{checkpoint} already exists: resume it (resume=True, or --resume), or choose another path to start afresh."
             )
-    network.to(device).train()
-    _move_optimizer_state(optimizer, device)
 
     with torch.no_grad():
         style_loss = StyleLoss([model(s.to(device), style_layers) for s in styles], style_blend) if style_layers else None
     weights = {"content": content_weight, "style": STYLE_SCALE * style_weight, "tv": tv_weight}
     weights = {name: w for name, w in weights.items() if w > 0}
+
+    def losses(inputs: torch.Tensor, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = model(outputs, layers)
+        terms = {}
+        if content_layers:
+            with torch.no_grad():
+                targets = model(inputs, content_layers)
+            terms["content"] = ContentLoss(targets)(features)
+        if style_loss is not None:
+            terms["style"] = style_loss(features)
+        if tv_weight > 0:
+            terms["tv"] = total_variation(outputs)
+        return terms
 
     bar = _progress_bar(progress, steps, description)
     bar.update(state.step)
@@ -295,22 +305,12 @@ def train_generator(
             else:
                 inputs = noise(batch, (crop_size, crop_size), rng)
             inputs = inputs.to(device)
-            outputs = network(inputs)
-            features = model(outputs, layers)
-            terms = {}
-            if content_layers:
-                with torch.no_grad():
-                    targets = model(inputs, content_layers)
-                terms["content"] = ContentLoss(targets)(features)
-            if style_loss is not None:
-                terms["style"] = style_loss(features)
-            if tv_weight > 0:
-                terms["tv"] = total_variation(outputs)
+            terms = losses(inputs, network(inputs))
             total = sum(weights[name] * value for name, value in terms.items())
             if not torch.isfinite(total):
                 raise ValueError(
                     f"The training loss became {float(total)} at step {state.step + 1}: "
-                    "lower the learning rate and start again from the last checkpoint."
+                    "start again with a lower learning rate."
                 )
             optimizer.zero_grad(set_to_none=True)
             total.backward()
@@ -348,13 +348,6 @@ def _fingerprint(styles, contents) -> str:
         digest.update(str(tuple(image.shape)).encode())
         digest.update(image.detach().cpu().float().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def _move_optimizer_state(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    for values in optimizer.state.values():
-        for key, value in values.items():
-            if isinstance(value, torch.Tensor) and key != "step":
-                values[key] = value.to(device)
 
 
 # --------------------------------------------------------------------------------------
@@ -430,7 +423,7 @@ def _resumed(path: Path, config: dict, network: Generator, optimizer, rng: torch
     network.load_state_dict(state["generator"])
     optimizer.load_state_dict(state["optimizer"])
     rng.set_state(state["rng"])
-    return Training(network, saved, step=state["step"], history=state["history"], seconds=state["seconds"])
+    return Training(network, config, step=state["step"], history=state["history"], seconds=state["seconds"])
 
 
 # --------------------------------------------------------------------------------------
@@ -444,9 +437,37 @@ def stylize(generator: Generator, image: torch.Tensor) -> torch.Tensor:
         return generator.eval()(image.to(device)).cpu()
 
 
+def seeded_noise(shape: Sequence[int], seed: int = profiles.SEED) -> torch.Tensor:
+    """The input of a texture generator for one picture of ``shape`` (H, W): (1, 3, H, W) in [0, 1]."""
+    return noise(1, shape, torch.Generator().manual_seed(seed))
+
+
 def synthesize(generator: Generator, shape: Sequence[int], seed: int = profiles.SEED) -> torch.Tensor:
     """A texture generator's picture of ``shape`` (H, W) from the noise of ``seed``: (1, 3, H, W) on the CPU."""
-    return stylize(generator, noise(1, shape, torch.Generator().manual_seed(seed)))
+    return stylize(generator, seeded_noise(shape, seed))
+
+
+def stylize_timed(generator: Generator, image: torch.Tensor, repeats: int = 3) -> tuple[torch.Tensor, float]:
+    """``stylize(generator, image)`` and its time in seconds: the median of ``repeats`` runs
+    after one untimed run (the first run at a new size pays for setting up memory)."""
+    stylized = stylize(generator, image)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        stylized = stylize(generator, image)
+        times.append(time.perf_counter() - started)
+    return stylized, sorted(times)[len(times) // 2]
+
+
+def speed_table(rows: Sequence[tuple[str, Sequence[int], int, float]]) -> str:
+    """A Markdown table of timings, one row per (method, image shape (..., H, W), iterations, seconds),
+    with each time also as a multiple of the fastest."""
+    fastest = min(seconds for *_, seconds in rows)
+    lines = ["| method | image (px) | iterations | seconds | x fastest |", "| --- | --- | --- | --- | --- |"]
+    for method, shape, iterations, seconds in rows:
+        height, width = shape[-2:]
+        lines.append(f"| {method} | {width} x {height} | {iterations} | {seconds:.3g} | {seconds / fastest:,.0f} |")
+    return "\n".join(lines)
 
 
 def evaluate(

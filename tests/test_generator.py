@@ -12,11 +12,14 @@ from nst_lib.generator import (
     evaluate,
     load_checkpoint,
     save_checkpoint,
+    speed_table,
     stylize,
+    stylize_timed,
     synthesize,
     train_generator,
 )
 from nst_lib.images import load_image, save_image
+from nst_lib.optimize import transfer
 
 # A narrow network and shallow layers: a training step takes milliseconds.
 TINY = dict(
@@ -82,6 +85,27 @@ def test_training_a_texture_generator_lowers_the_style_loss(oxford):
     assert textures[0].shape == (1, 3, 40, 56)
     assert torch.equal(textures[0], textures[1])
     assert not torch.equal(textures[0], textures[2])
+
+
+def test_evaluate_scores_a_picture_as_transfer_does(random_vgg):
+    """So that a generator's output and an optimized picture are compared on the same scale."""
+    layers = {k: TINY[k] for k in ("content_layers", "style_layers")}
+    result = transfer(blobs(), stripes(), model=random_vgg, steps=5, tv_weight=0.5, progress=False, **layers)
+    scored = evaluate(result.image, blobs(), stripes(), model=random_vgg, config=result.params)
+    assert set(scored) == {"content", "style", "tv", "total"}
+    for name, value in result.final_losses.items():
+        assert scored[name] == pytest.approx(value, rel=1e-4), name
+
+
+def test_stylize_timed_and_the_speed_table():
+    network = Generator(channels=4, residual_blocks=1)
+    image = torch.rand(1, 3, 24, 40)
+    stylized, seconds = stylize_timed(network, image)
+    assert torch.equal(stylized, stylize(network, image)) and seconds > 0
+    table = speed_table([("generator", image.shape, 1, 0.02), ("optimization", (24, 40), 300, 6.0)]).splitlines()
+    assert table[0] == "| method | image (px) | iterations | seconds | x fastest |"
+    assert table[2] == "| generator | 40 x 24 | 1 | 0.02 | 1 |"
+    assert table[3] == "| optimization | 40 x 24 | 300 | 6 | 300 |"
 
 
 def test_a_checkpoint_round_trips(random_vgg, tmp_path):
