@@ -266,3 +266,22 @@ def test_generator_command_mistakes_are_one_sentence(tmp_path, image_file, args,
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.png").exists() and not (tmp_path / "c.pt").exists()
+
+
+def test_an_interrupted_training_points_to_its_last_checkpoint(tmp_path, image_file, monkeypatch, capsys, random_vgg):
+    from nst_lib import cli
+
+    checkpoint = tmp_path / "style.pt"
+
+    def interrupted_after_a_checkpoint(styles, contents, **options):
+        train_generator(stripes(), [blobs()], model=random_vgg, steps=2, checkpoint=checkpoint, **TINY)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generator, "train_generator", interrupted_after_a_checkpoint)
+    picture = str(image_file())
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["train-generator", "--style", picture, "--content", picture, "--checkpoint", str(checkpoint), *CLI_TINY])
+    assert stopped.value.code == 130
+    message = capsys.readouterr().err
+    assert f"the last good checkpoint is {checkpoint} (it holds step 2); add --resume to continue" in message
+    assert load_checkpoint(checkpoint).step == 2
