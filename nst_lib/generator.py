@@ -42,7 +42,6 @@ from .losses import STYLE_SCALE, ContentLoss, StyleLoss, total_variation
 from .optimize import _objective, _progress_bar, check_steps, check_weight
 from .vgg import VGG19, check_layers, min_image_side, pick_device
 
-MODES = ("style", "texture")
 CHECKPOINT_FORMAT = "nst_lib.generator/1"
 # The network downsamples twice by 2: sides are padded to a multiple of this.
 STRIDE = 4
@@ -415,9 +414,9 @@ def _resumed(path: Path, config: dict, network: Generator, optimizer, rng: torch
     different = [key for key in config if key != "steps" and saved.get(key) != config[key]]
     if different:
         key = different[0]
-        what = "training images" if key == "images" else key
+        what = "images" if key == "images" else f"{key} ({saved.get(key)!r}, now {config[key]!r})"
         raise CheckpointError(
-            f"{path} was trained with other {what} ({saved.get(key)!r}, now {config[key]!r}): "
+            f"{path} was trained with other {what}: "
             "resume with the same settings, or start afresh with another checkpoint path."
         )
     network.load_state_dict(state["generator"])

@@ -171,7 +171,7 @@ def test_checkpoint_mistakes_are_one_sentence(random_vgg, tmp_path):
         train_generator(stripes(), [blobs()], model=random_vgg, steps=4, checkpoint=path, **TINY)
     with pytest.raises(CheckpointError, match="trained with other batch \\(2, now 3\\)"):
         train_generator(stripes(), [blobs()], model=random_vgg, steps=4, checkpoint=path, resume=True, **{**TINY, "batch": 3})
-    with pytest.raises(CheckpointError, match="trained with other training images"):
+    with pytest.raises(CheckpointError, match="trained with other images: resume with the same settings"):
         train_generator(stripes(), [blobs().flip(-1)], model=random_vgg, steps=4, checkpoint=path, resume=True, **TINY)
     with pytest.raises(CheckpointError, match="Checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")
