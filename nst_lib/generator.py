@@ -63,7 +63,11 @@ def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> 
 
 def _conv_norm_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1, upsample: bool = False):
     layers = [nn.Upsample(scale_factor=2, mode="nearest")] if upsample else []
-    layers += [_conv(in_channels, out_channels, kernel, stride), nn.InstanceNorm2d(out_channels, affine=True), nn.ReLU()]
+    layers += [
+        _conv(in_channels, out_channels, kernel, stride),
+        nn.InstanceNorm2d(out_channels, affine=True),
+        nn.ReLU(),
+    ]
     return nn.Sequential(*layers)
 
 
@@ -221,6 +225,9 @@ def train_generator(
     steps = check_steps(steps)
     batch = check_steps(batch, "batch")
     checkpoint_every = check_steps(checkpoint_every, "checkpoint_every")
+    channels = check_steps(channels, "channels")
+    if isinstance(residual_blocks, bool) or not isinstance(residual_blocks, int) or residual_blocks < 0:
+        raise ValueError(f"residual_blocks must be a whole number of at least 0, got {residual_blocks!r}.")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"The learning rate must be a positive number, got {lr!r}.")
     content_weight = check_weight(content_weight, "content_weight") if mode == "style" else 0.0
@@ -233,7 +240,9 @@ def train_generator(
     layers = list(dict.fromkeys([*content_layers, *style_layers]))
     smallest = max(min_image_side(layers), MIN_SIZE)
     if isinstance(crop_size, bool) or not isinstance(crop_size, int) or crop_size < smallest:
-        raise ValueError(f"crop_size must be a whole number of at least {smallest} px for these layers, got {crop_size!r}.")
+        raise ValueError(
+            f"crop_size must be a whole number of at least {smallest} px for these layers, got {crop_size!r}."
+        )
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint to resume from.")
     model = model if model is not None else VGG19(profiles.WEIGHTS, profiles.POOLING)
@@ -272,11 +281,14 @@ def train_generator(
             state = _resumed(checkpoint, config, network, optimizer, rng)
         elif checkpoint.exists():
             raise CheckpointError(
-                f"{checkpoint} already exists: resume it (resume=True, or --resume), or choose another path to start afresh."
+                f"{checkpoint} already exists: resume it (resume=True, or --resume), "
+                "or choose another path to start afresh."
             )
 
     with torch.no_grad():
-        style_loss = StyleLoss([model(s.to(device), style_layers) for s in styles], style_blend) if style_layers else None
+        style_loss = (
+            StyleLoss([model(s.to(device), style_layers) for s in styles], style_blend) if style_layers else None
+        )
     weights = {"content": content_weight, "style": STYLE_SCALE * style_weight, "tv": tv_weight}
     weights = {name: w for name, w in weights.items() if w > 0}
 
@@ -492,7 +504,11 @@ def evaluate(
         None,
         config["tv_weight"] > 0,
     )
-    weights = {"content": config["content_weight"], "style": STYLE_SCALE * config["style_weight"], "tv": config["tv_weight"]}
+    weights = {
+        "content": config["content_weight"],
+        "style": STYLE_SCALE * config["style_weight"],
+        "tv": config["tv_weight"],
+    }
     with torch.no_grad():
         terms = {name: float(value) for name, value in objective(image.to(device)).items()}
     terms["total"] = sum(weights[name] * value for name, value in terms.items())
@@ -537,17 +553,29 @@ def add_parsers(commands) -> None:
     train.add_argument("--resume", action="store_true", help="continue the training saved in --checkpoint")
     train.add_argument("--steps", type=int, default=full.generator_steps, help="Adam steps")
     train.add_argument("--batch", type=int, default=full.generator_batch, help="crops per step")
-    train.add_argument("--crop-size", type=int, default=full.generator_size, help="side of the square training crops (px)")
-    train.add_argument("--image-size", type=int, default=full.stylize_size,
-                       help="longest side of the content and style images the crops come from (px)")
+    train.add_argument(
+        "--crop-size", type=int, default=full.generator_size, help="side of the square training crops (px)"
+    )
+    train.add_argument(
+        "--image-size",
+        type=int,
+        default=full.stylize_size,
+        help="longest side of the content and style images the crops come from (px)",
+    )
     train.add_argument("--lr", type=float, default=profiles.GENERATOR_LR, help="Adam's learning rate")
     train.add_argument("--seed", type=int, default=profiles.SEED, help="seed of the network, crops and noise")
-    train.add_argument("--content-layers", type=_layers, default=list(profiles.CONTENT_LAYERS), help="comma-separated layer names")
-    train.add_argument("--style-layers", type=_layers, default=list(profiles.STYLE_LAYERS), help="comma-separated layer names")
+    train.add_argument(
+        "--content-layers", type=_layers, default=list(profiles.CONTENT_LAYERS), help="comma-separated layer names"
+    )
+    train.add_argument(
+        "--style-layers", type=_layers, default=list(profiles.STYLE_LAYERS), help="comma-separated layer names"
+    )
     train.add_argument("--content-weight", type=float, default=profiles.CONTENT_WEIGHT, help="content loss weight")
     train.add_argument("--style-weight", type=float, default=profiles.STYLE_WEIGHT, help="style loss weight")
     train.add_argument("--tv-weight", type=float, default=profiles.TV_WEIGHT, help="total variation weight")
-    train.add_argument("--channels", type=int, default=profiles.GENERATOR_CHANNELS, help="width of the network's first layer")
+    train.add_argument(
+        "--channels", type=int, default=profiles.GENERATOR_CHANNELS, help="width of the network's first layer"
+    )
     train.add_argument("--residual-blocks", type=int, default=profiles.RESIDUAL_BLOCKS, help="residual blocks")
     train.add_argument("--checkpoint-every", type=int, default=profiles.CHECKPOINT_EVERY, help="save every K steps")
     add_model_options(train)
@@ -563,9 +591,15 @@ def add_parsers(commands) -> None:
     run.add_argument("--checkpoint", required=True, type=Path, help="a generator saved by train-generator")
     run.add_argument("--content", help="the image to stylize: a file or a named image (not for textures)")
     run.add_argument("--output", "-o", required=True, type=Path, help="where to write the picture (.png, .jpg, ...)")
-    run.add_argument("--size", type=int, default=full.stylize_size, help=f"longest side in pixels ({MIN_SIZE}-{MAX_SIZE})")
+    run.add_argument(
+        "--size", type=int, default=full.stylize_size, help=f"longest side in pixels ({MIN_SIZE}-{MAX_SIZE})"
+    )
     run.add_argument("--seed", type=int, default=profiles.SEED, help="seed of a texture's noise")
-    run.add_argument("--device", default="auto", help="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N' (default: %(default)s)")
+    run.add_argument(
+        "--device",
+        default="auto",
+        help="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N' (default: %(default)s)",
+    )
     run.set_defaults(handler=_stylize_command)
 
 
@@ -620,8 +654,15 @@ def _train_command(args) -> None:
             description=f"training ({'texture' if args.texture else 'style transfer'})",
         )
     except KeyboardInterrupt:
-        saved = f"it holds step {_read_checkpoint(args.checkpoint)['step']}" if args.checkpoint.is_file() else "none was saved yet"
-        print(f"interrupted: the last good checkpoint is {args.checkpoint} ({saved}); add --resume to continue.", file=sys.stderr)
+        if args.checkpoint.is_file():
+            step = _read_checkpoint(args.checkpoint)["step"]
+            print(
+                f"interrupted: the last good checkpoint is {args.checkpoint} (it holds step {step}); "
+                "add --resume to continue.",
+                file=sys.stderr,
+            )
+        else:
+            print("interrupted before the first checkpoint: nothing was written.", file=sys.stderr)
         raise SystemExit(130) from None
     total = training.history.get("total", [])
     change = f"; total loss {total[0]:.4g} -> {total[-1]:.4g}" if total else ""
@@ -639,18 +680,21 @@ def _stylize_command(args) -> None:
     check_size(args.size, "--size")
     device = pick_device(args.device)
     training = load_checkpoint(args.checkpoint, device)
-    started = time.perf_counter()
     if training.mode == "texture":
         if args.content is not None:
-            raise ValueError(f"{args.checkpoint} is a texture generator: it takes no --content; give --size and --seed.")
-        image = synthesize(training.generator, (args.size, args.size), seed=args.seed)
+            raise ValueError(
+                f"{args.checkpoint} is a texture generator: it takes no --content; give --size and --seed."
+            )
+        source = seeded_noise((args.size, args.size), args.seed)
     else:
         if args.content is None:
-            raise ValueError(f"{args.checkpoint} is a style-transfer generator: give the image to stylize with --content.")
-        content = load_image(args.content, args.size)
-        started = time.perf_counter()
-        image = stylize(training.generator, content)
+            raise ValueError(
+                f"{args.checkpoint} is a style-transfer generator: give the image to stylize with --content."
+            )
+        source = load_image(args.content, args.size)
+    started = time.perf_counter()
+    image = stylize(training.generator, source)
     seconds = time.perf_counter() - started
     save_image(image, args.output)
     height, width = image.shape[-2:]
-    print(f"wrote {args.output} ({width}x{height} px in {seconds:.2f} s on {device}; generator trained {training.step} steps)")
+    print(f"wrote {args.output} ({width}x{height} px in {seconds:.2f} s on {device}; trained {training.step} steps)")

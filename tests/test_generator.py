@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import blobs, stripes
+
 from nst_lib import generator
 from nst_lib.generator import (
     CheckpointError,
@@ -170,7 +171,9 @@ def test_checkpoint_mistakes_are_one_sentence(random_vgg, tmp_path):
     with pytest.raises(CheckpointError, match="already exists: resume it"):
         train_generator(stripes(), [blobs()], model=random_vgg, steps=4, checkpoint=path, **TINY)
     with pytest.raises(CheckpointError, match="trained with other batch \\(2, now 3\\)"):
-        train_generator(stripes(), [blobs()], model=random_vgg, steps=4, checkpoint=path, resume=True, **{**TINY, "batch": 3})
+        train_generator(
+            stripes(), [blobs()], model=random_vgg, steps=4, checkpoint=path, resume=True, **{**TINY, "batch": 3}
+        )
     with pytest.raises(CheckpointError, match="trained with other images: resume with the same settings"):
         train_generator(stripes(), [blobs().flip(-1)], model=random_vgg, steps=4, checkpoint=path, resume=True, **TINY)
     with pytest.raises(CheckpointError, match="Checkpoint not found"):
@@ -190,6 +193,8 @@ def test_checkpoint_mistakes_are_one_sentence(random_vgg, tmp_path):
         ({"crop_size": 8}, "crop_size must be a whole number of at least 16 px"),
         ({"style_weight": -1}, "style_weight=-1 is out of range"),
         ({"resume": True}, "resume=True needs the checkpoint"),
+        ({"channels": 0}, "channels must be a whole number of at least 1"),
+        ({"residual_blocks": -1}, "residual_blocks must be a whole number of at least 0"),
     ],
 )
 def test_bad_training_settings_are_one_sentence(random_vgg, kwargs, message):
@@ -202,8 +207,26 @@ def nst(*args):
     return subprocess.run([sys.executable, "-m", "nst_lib", *args], capture_output=True, text=True, timeout=300)
 
 
-CLI_TINY = ["--weights", "random", "--steps", "2", "--batch", "1", "--crop-size", "32", "--image-size", "40",
-            "--channels", "4", "--residual-blocks", "1", "--content-layers", "conv2_1", "--style-layers", "conv1_1,conv2_1"]
+CLI_TINY = [
+    "--weights",
+    "random",
+    "--steps",
+    "2",
+    "--batch",
+    "1",
+    "--crop-size",
+    "32",
+    "--image-size",
+    "40",
+    "--channels",
+    "4",
+    "--residual-blocks",
+    "1",
+    "--content-layers",
+    "conv2_1",
+    "--style-layers",
+    "conv1_1,conv2_1",
+]
 
 
 def test_train_generator_and_stylize_from_the_command_line(tmp_path, image_file):
@@ -213,16 +236,47 @@ def test_train_generator_and_stylize_from_the_command_line(tmp_path, image_file)
     image_file("L", size=(40, 60), name="photos/b.jpg")
     style = image_file(size=(30, 30), name="style.png")
     checkpoint = tmp_path / "style.pt"
-    done = nst("train-generator", "--style", str(style), "--content-dir", str(folder), "--checkpoint", str(checkpoint), *CLI_TINY)
+    done = nst(
+        "train-generator",
+        "--style",
+        str(style),
+        "--content-dir",
+        str(folder),
+        "--checkpoint",
+        str(checkpoint),
+        *CLI_TINY,
+    )
     assert done.returncode == 0, done.stderr
     assert f"wrote {checkpoint}" in done.stdout and "2 content images" in done.stdout and "step 2 of 2" in done.stdout
-    again = nst("train-generator", "--style", str(style), "--content-dir", str(folder), "--checkpoint", str(checkpoint),
-                *CLI_TINY[:2], "--steps", "3", *CLI_TINY[4:], "--resume")
+    again = nst(
+        "train-generator",
+        "--style",
+        str(style),
+        "--content-dir",
+        str(folder),
+        "--checkpoint",
+        str(checkpoint),
+        *CLI_TINY[:2],
+        "--steps",
+        "3",
+        *CLI_TINY[4:],
+        "--resume",
+    )
     assert again.returncode == 0, again.stderr
     assert "step 3 of 3" in again.stdout and load_checkpoint(checkpoint).step == 3
 
     output = tmp_path / "out.png"
-    done = nst("stylize", "--checkpoint", str(checkpoint), "--content", str(folder / "a.png"), "-o", str(output), "--size", "48")
+    done = nst(
+        "stylize",
+        "--checkpoint",
+        str(checkpoint),
+        "--content",
+        str(folder / "a.png"),
+        "-o",
+        str(output),
+        "--size",
+        "48",
+    )
     assert done.returncode == 0, done.stderr
     assert "wrote" in done.stdout
     assert load_image(output).shape == (1, 3, 32, 48)
@@ -235,7 +289,17 @@ def test_a_texture_generator_from_the_command_line(tmp_path, image_file):
     assert done.returncode == 0, done.stderr
     assert "texture" in done.stdout
     for seed in ("1", "2"):
-        done = nst("stylize", "--checkpoint", str(checkpoint), "-o", str(tmp_path / f"t{seed}.png"), "--size", "24", "--seed", seed)
+        done = nst(
+            "stylize",
+            "--checkpoint",
+            str(checkpoint),
+            "-o",
+            str(tmp_path / f"t{seed}.png"),
+            "--size",
+            "24",
+            "--seed",
+            seed,
+        )
         assert done.returncode == 0, done.stderr
     first, second = load_image(tmp_path / "t1.png"), load_image(tmp_path / "t2.png")
     assert first.shape == (1, 3, 24, 24)
@@ -247,14 +311,36 @@ def test_a_texture_generator_from_the_command_line(tmp_path, image_file):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["stylize", "--checkpoint", "{tmp}/missing.pt", "--content", "{picture}", "-o", "{tmp}/out.png"], "Checkpoint not found"),
-        (["stylize", "--checkpoint", "{picture}", "--content", "{picture}", "-o", "{tmp}/out.png"], "is not a generator checkpoint"),
-        (["stylize", "--checkpoint", "{picture}", "--content", "{picture}", "-o", "{tmp}/out.txt"], "needs an image suffix"),
-        (["train-generator", "--style", "{picture}", "--content", "{picture}", "--texture", "--checkpoint", "{tmp}/c.pt"],
-         "A texture generator takes no content images"),
+        (
+            ["stylize", "--checkpoint", "{tmp}/missing.pt", "--content", "{picture}", "-o", "{tmp}/out.png"],
+            "Checkpoint not found",
+        ),
+        (
+            ["stylize", "--checkpoint", "{picture}", "--content", "{picture}", "-o", "{tmp}/out.png"],
+            "is not a generator checkpoint",
+        ),
+        (
+            ["stylize", "--checkpoint", "{picture}", "--content", "{picture}", "-o", "{tmp}/out.txt"],
+            "needs an image suffix",
+        ),
+        (
+            [
+                "train-generator",
+                "--style",
+                "{picture}",
+                "--content",
+                "{picture}",
+                "--texture",
+                "--checkpoint",
+                "{tmp}/c.pt",
+            ],
+            "A texture generator takes no content images",
+        ),
         (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}/no/such/dir/c.pt"], "does not exist"),
-        (["train-generator", "--style", "{picture}", "--content-dir", "{tmp}/nowhere", "--checkpoint", "{tmp}/c.pt"],
-         "is not a folder"),
+        (
+            ["train-generator", "--style", "{picture}", "--content-dir", "{tmp}/nowhere", "--checkpoint", "{tmp}/c.pt"],
+            "is not a folder",
+        ),
         (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}/c.pt", "--resume"], "Checkpoint not found"),
     ],
 )
@@ -280,7 +366,9 @@ def test_an_interrupted_training_points_to_its_last_checkpoint(tmp_path, image_f
     monkeypatch.setattr(generator, "train_generator", interrupted_after_a_checkpoint)
     picture = str(image_file())
     with pytest.raises(SystemExit) as stopped:
-        cli.main(["train-generator", "--style", picture, "--content", picture, "--checkpoint", str(checkpoint), *CLI_TINY])
+        cli.main(
+            ["train-generator", "--style", picture, "--content", picture, "--checkpoint", str(checkpoint), *CLI_TINY]
+        )
     assert stopped.value.code == 130
     message = capsys.readouterr().err
     assert f"the last good checkpoint is {checkpoint} (it holds step 2); add --resume to continue" in message
