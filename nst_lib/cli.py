@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     from . import report
 
     report.add_parser(commands)
+
+    from .generator import add_parsers as add_generator_parsers
+
+    add_generator_parsers(commands)
+
     parser.epilog = f"Layer names: {', '.join(n for n in LAYER_NAMES if n.startswith('conv'))} (and relu/pool)."
     return parser
 

@@ -73,8 +73,9 @@ def loss_curves(
     *,
     terms: Sequence[str] = ("content", "style"),
     title: str | None = None,
+    xlabel: str = "evaluation",
 ):
-    """One panel per loss term, one line per run, log scale, against evaluations."""
+    """One panel per loss term, one line per run, log scale, against evaluations (or ``xlabel``)."""
     terms = [t for t in terms if any(t in h for h in histories.values())]
     if not terms:
         raise ValueError("None of the runs recorded the loss terms asked for.")
@@ -84,7 +85,7 @@ def loss_curves(
             if term in history:
                 axis.plot(range(1, len(history[term]) + 1), history[term], label=label)
         axis.set_yscale("log")
-        axis.set_xlabel("evaluation")
+        axis.set_xlabel(xlabel)
         axis.set_ylabel(f"{term} loss (relative)")
         axis.grid(True, alpha=0.3)
     axes[0][-1].legend(fontsize=8)

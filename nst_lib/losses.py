@@ -19,6 +19,10 @@ its layers' terms (layer weights are normalized to sum to 1), so a loss of 1
 means "as far from the target as the target is from zero", whatever the
 layers, the image size or the network.
 
+Batches: for features of B images, both losses are the mean of the B images'
+own losses. A style target is shared by the batch; content targets may be one
+per image (B, N, H, W), each normalized by its own magnitude.
+
 The objective is ``content_weight * content + STYLE_SCALE * style_weight *
 style + tv_weight * tv``. ``STYLE_SCALE`` is a fixed constant chosen once so
 that the style weights of the classic sweep (1, 100, 1e3, 1e4, 1e6 with
@@ -62,21 +66,21 @@ def _layer_weights(layers, weights) -> dict[str, float]:
     return {name: w / total for name, w in zip(layers, weights)}
 
 
-def _relative_error(value: torch.Tensor, target: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return (value - target).pow(2).mean() / scale
-
-
 class ContentLoss:
-    """Relative feature error against a content image's features.
+    """Relative feature error against content images' features.
 
-    ``targets``: {layer: features (1, N, H, W)} of the content image.
+    ``targets``: {layer: features (B, N, H, W)} of the content images; with
+    B = 1 every image is compared with the one target, otherwise image i of
+    the batch with target i.
     ``layer_weights``: one per layer, or None for equal weights.
     """
 
     def __init__(self, targets: Mapping[str, torch.Tensor], layer_weights=None):
         self.weights = _layer_weights(list(targets), layer_weights)
         self.targets = {name: t.detach() for name, t in targets.items()}
-        self.scales = {name: t.pow(2).mean().clamp_min(torch.finfo(torch.float32).tiny) for name, t in self.targets.items()}
+        # One scale per target image, so that a dark crop counts as much as a bright one.
+        tiny = torch.finfo(torch.float32).tiny
+        self.scales = {name: _per_image_mean(t.pow(2)).clamp_min(tiny) for name, t in self.targets.items()}
 
     @property
     def layers(self) -> list[str]:
@@ -84,9 +88,14 @@ class ContentLoss:
 
     def __call__(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return sum(
-            w * _relative_error(features[name], self.targets[name], self.scales[name])
+            w * (_per_image_mean((features[name] - self.targets[name]).pow(2)) / self.scales[name]).mean()
             for name, w in self.weights.items()
         )
+
+
+def _per_image_mean(values: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> (B,): the mean of each batch item."""
+    return values.flatten(1).mean(1)
 
 
 class _GramError(torch.autograd.Function):
@@ -171,3 +180,41 @@ def style_distance(model, image: torch.Tensor, reference: torch.Tensor, layers) 
     device = model.input_shift.device
     with torch.no_grad():
         return float(StyleLoss([model(reference.to(device), layers)])(model(image.to(device), layers)))
+
+
+def perceptual_objective(
+    model,
+    content: torch.Tensor | None,
+    styles: Sequence[torch.Tensor],
+    content_layers: Sequence[str],
+    style_layers: Sequence[str],
+    blend=None,
+    style_layer_weights=None,
+    use_tv: bool = False,
+):
+    """A function image -> {"content", "style", "tv": unweighted loss} with the targets computed once.
+
+    Terms with no layers (or no ``use_tv``) are left out; ``model`` is a VGG19
+    (or anything that maps (image, layers) to {layer: features}).
+    """
+    content_loss = style_loss = None
+    with torch.no_grad():
+        if content_layers:
+            content_loss = ContentLoss(model(content, content_layers))
+        if style_layers:
+            style_loss = StyleLoss([model(s, style_layers) for s in styles], blend, style_layer_weights)
+    layers = list(dict.fromkeys([*content_layers, *style_layers]))
+
+    def objective(image: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = {}
+        if layers:
+            features = model(image, layers)
+            if content_loss is not None:
+                terms["content"] = content_loss(features)
+            if style_loss is not None:
+                terms["style"] = style_loss(features)
+        if use_tv:
+            terms["tv"] = total_variation(image)
+        return terms
+
+    return objective

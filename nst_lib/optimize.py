@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from . import profiles
 from .images import luminance_only, match_luminance, rgb_to_yiq, yiq_to_rgb
-from .losses import STYLE_SCALE, ContentLoss, StyleLoss, total_variation
+from .losses import STYLE_SCALE, perceptual_objective
 from .vgg import VGG19, check_layers, min_image_side
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -117,7 +117,7 @@ def optimize_image(
     callback: Callback | None = None,
     callback_every: int = 10,
     should_stop: Callable[[], bool] | threading.Event | None = None,
-    progress: bool | str = True,  # True, False or "terminal" (see _progress_bar)
+    progress: bool | str = True,  # True, False or "terminal" (see progress_bar)
     description: str = "optimizing",
 ) -> Result:
     """Minimize ``sum(weights[k] * objective(image)[k])`` over the pixels of ``init``.
@@ -147,7 +147,7 @@ def optimize_image(
     times: list[float] = []
     events: list[str] = []
     count = 0
-    bar = _progress_bar(progress, steps, description)
+    bar = progress_bar(progress, steps, description)
 
     def closure():
         nonlocal count, best, best_total, best_index
@@ -246,7 +246,7 @@ def _make_optimizer(name, image, lr, budget, line_search):
     )
 
 
-def _progress_bar(progress, total, description):
+def progress_bar(progress, total: int, description: str):
     """True: a bar where the code runs (a widget in notebooks); "terminal": a text bar on the
     process's own stderr, which a report build shows even from inside a notebook kernel."""
     if progress == "terminal":
@@ -374,7 +374,7 @@ def transfer(
         factor = level_shape[0] / shape[0]
         level_content = None if content is None else _resized(content, level_shape)
         level_styles = [_resized(s, _scaled(s.shape[-2:], factor)) for s in styles]
-        objective = _objective(
+        objective = perceptual_objective(
             model,
             level_content.to(device) if level_content is not None else None,
             [s.to(device) for s in level_styles],
@@ -396,29 +396,6 @@ def transfer(
         result.image = _recolor(result.image, colour_source)
     result.params = {**params, **{k: v for k, v in loop.items() if isinstance(v, (int, float, str, bool))}}
     return result
-
-
-def _objective(model, content, styles, content_layers, style_layers, blend, style_layer_weights, use_tv):
-    content_loss = style_loss = None
-    with torch.no_grad():
-        if content_layers:
-            content_loss = ContentLoss(model(content, content_layers))
-        if style_layers:
-            style_loss = StyleLoss([model(s, style_layers) for s in styles], blend, style_layer_weights)
-    layers = list(dict.fromkeys([*content_layers, *style_layers]))
-
-    def objective(image):
-        features = model(image, layers)
-        terms = {}
-        if content_loss is not None:
-            terms["content"] = content_loss(features)
-        if style_loss is not None:
-            terms["style"] = style_loss(features)
-        if use_tv:
-            terms["tv"] = total_variation(image)
-        return terms
-
-    return objective
 
 
 def _scaled(shape, factor):

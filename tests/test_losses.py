@@ -91,3 +91,15 @@ def test_the_closed_form_gram_gradient_matches_autograd():
     assert torch.autograd.gradcheck(lambda f: loss({"conv1_1": f}), (image,))
     plain = ((gram(image) - loss.grams["conv1_1"]).pow(2).mean() / loss.scales["conv1_1"])
     assert torch.isclose(loss({"conv1_1": image}), plain)
+
+
+def test_a_batch_loss_is_the_mean_of_each_images_own_loss():
+    """What lets a feed-forward generator train on a batch with one target per image."""
+    targets = torch.cat([features(13), 40 * features(14)])  # the second target is far brighter
+    images = torch.cat([features(15), 40 * features(16)])
+    content = ContentLoss({"conv4_2": targets})({"conv4_2": images})
+    alone = [ContentLoss({"conv4_2": targets[i : i + 1]})({"conv4_2": images[i : i + 1]}) for i in range(2)]
+    assert torch.isclose(content, (alone[0] + alone[1]) / 2)
+    style = StyleLoss([{"conv1_1": targets[:1]}])
+    together = style({"conv1_1": images})
+    assert torch.isclose(together, (style({"conv1_1": images[:1]}) + style({"conv1_1": images[1:]})) / 2)
