@@ -59,7 +59,7 @@ class Profile:
 
 PROFILES = {
     "quick": Profile("quick", size=64, steps=30, generator_size=64, generator_steps=40, generator_batch=2, stylize_size=96),
-    "standard": Profile("standard", size=256, steps=150, generator_size=128, generator_steps=200, generator_batch=2, stylize_size=256),
+    "standard": Profile("standard", size=256, steps=200, generator_size=128, generator_steps=200, generator_batch=2, stylize_size=256),
     "full": Profile("full", size=512, steps=400, generator_size=256, generator_steps=5000, generator_batch=4, stylize_size=512),
 }
 

@@ -114,6 +114,8 @@ def build(
                 cwd=str(NOTEBOOKS),
                 progress_bar=False,
                 kernel_name="python3",
+                # Let the kernel's own stderr reach this terminal (progress bars) instead of the notebook.
+                extra_arguments=["--IPKernelApp.capture_fd_output=False", "--IPKernelApp.log_level=ERROR"],
             )
         except papermill.PapermillExecutionError as error:
             raise BuildError(

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # (channels, convolutions) per block.
@@ -85,18 +86,27 @@ class VGG19(nn.Module):
     state_dict (``features.0.weight`` ...).
     ``pooling``: ``"max"`` (as in the report) or ``"avg"`` (as Gatys et al.
     recommend for image synthesis).
-    ``precision``: ``"float32"``, ``"bfloat16"`` (the convolutions run in
-    bfloat16 under autocast; features come back as float32) or ``"auto"``:
+    ``precision``: ``"float32"``, ``"bfloat16"`` (the network runs on a
+    bfloat16 copy of the weights and returns bfloat16 features; the losses do
+    their sums in float32) or ``"auto"``:
     bfloat16 where the device runs it natively (CPUs with AVX512-BF16 or AMX,
     CUDA GPUs that support it), float32 elsewhere. ``bench/speed.py`` measures
     what it buys and that the pictures do not change.
+    ``channels_last``: run the convolutions on channels-last tensors, which
+    spares oneDNN (and cuDNN) a layout conversion around each one; False only
+    to measure what that buys.
 
     The parameters are frozen: the model only ever differentiates with respect
     to its input.
     """
 
     def __init__(
-        self, weights: str | os.PathLike = "oxford", pooling: str = "max", seed: int = 0, precision: str = "auto"
+        self,
+        weights: str | os.PathLike = "oxford",
+        pooling: str = "max",
+        seed: int = 0,
+        precision: str = "auto",
+        channels_last: bool = True,
     ):
         super().__init__()
         if pooling not in POOLINGS:
@@ -105,6 +115,7 @@ class VGG19(nn.Module):
             raise ValueError(f"Unknown precision {precision!r}: choose 'auto', 'float32' or 'bfloat16'.")
         self.pooling = pooling
         self.precision = precision
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.weights = str(weights)
         self.layers = nn.ModuleDict()
         in_channels = 3
@@ -126,22 +137,40 @@ class VGG19(nn.Module):
             self.input_shift.copy_(shift.view(1, 3, 1, 1))
         self.requires_grad_(False)
         self.eval()
+        self._fast_weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def forward(self, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
-        """Features of ``image`` (B, 3, H, W; RGB in [0, 1]) at ``layers``, by name."""
+        """Features of ``image`` (B, 3, H, W; RGB in [0, 1]) at ``layers``, by name.
+
+        The features are float32, or bfloat16 where the model runs in bfloat16.
+        """
         layers = check_layers(layers)
         wanted = set(layers)
         deepest = max(LAYER_INDEX[name] for name in layers)
+        dtype = torch.bfloat16 if self.uses_bfloat16(image.device) else torch.float32
         features = {}
-        with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=self.uses_bfloat16(image.device)):
-            x = image - self.input_shift
-            for index, (name, module) in enumerate(self.layers.items()):
-                if index > deepest:
-                    break
+        x = (image - self.input_shift).to(dtype).contiguous(memory_format=self.memory_format)
+        for previous, name in zip(("",) + LAYER_NAMES, LAYER_NAMES[: deepest + 1]):
+            module = self.layers[name]
+            if isinstance(module, nn.Conv2d):
+                x = F.conv2d(x, *self._converted(name, dtype), padding=1)
+            elif isinstance(module, nn.ReLU):
+                # In place unless the convolution's own output was asked for.
+                x = F.relu(x, inplace=previous not in wanted)
+            else:
                 x = module(x)
-                if name in wanted:
-                    features[name] = x
-        return {name: f.float() for name, f in features.items()}
+            if name in wanted:
+                features[name] = x
+        return features
+
+    def _converted(self, name: str, dtype: torch.dtype):
+        """Conv ``name``'s weight and bias in ``dtype`` and the memory format, converted once, not at every call."""
+        conv = self.layers[name]
+        cached = self._fast_weights.get(name)
+        if cached is None or cached[0].dtype != dtype or cached[0].device != conv.weight.device:
+            weight = conv.weight.to(dtype).contiguous(memory_format=self.memory_format)
+            cached = self._fast_weights[name] = (weight, conv.bias.to(dtype))
+        return cached
 
     def uses_bfloat16(self, device: torch.device) -> bool:
         """Whether the convolutions run in bfloat16 on ``device`` (see ``precision``)."""

@@ -25,16 +25,13 @@ def test_returns_the_asked_layers_by_name_with_their_shapes(random_vgg):
     assert features["relu5_1"].shape == (1, 512, 4, 3)
 
 
-def test_runs_only_up_to_the_deepest_layer_asked(random_vgg):
+def test_runs_only_up_to_the_deepest_layer_asked(random_vgg, monkeypatch):
     ran = []
-    hooks = [m.register_forward_hook(lambda m, i, o, n=name: ran.append(n)) for name, m in random_vgg.layers.items()]
-    try:
-        random_vgg(torch.rand(1, 3, 32, 32), ["conv2_1"])
-    finally:
-        for hook in hooks:
-            hook.remove()
-    assert ran[-1] == "conv2_1"
-    assert "conv2_2" not in ran
+    convolve = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda x, weight, *a, **k: ran.append(weight.shape) or convolve(x, weight, *a, **k))
+    random_vgg(torch.rand(1, 3, 32, 32), ["conv2_1"])
+    assert len(ran) == 3  # conv1_1, conv1_2, conv2_1 and nothing deeper
+    assert ran[-1] == (128, 64, 3, 3)
 
 
 def test_unknown_layer_is_one_clear_sentence(random_vgg):
@@ -116,11 +113,11 @@ def test_minimum_image_side_per_layer():
     assert min_image_side(["pool5"]) == 32
 
 
-def test_bfloat16_features_stay_close_to_float32_and_come_back_as_float32():
+def test_bfloat16_features_stay_close_to_float32():
     image = torch.rand(1, 3, 48, 48)
     exact = VGG19("oxford", precision="float32")(image, ["conv4_2"])["conv4_2"]
     fast = VGG19("oxford", precision="bfloat16")(image, ["conv4_2"])["conv4_2"]
-    assert fast.dtype == torch.float32
-    assert (fast - exact).norm() / exact.norm() < 0.03
+    assert exact.dtype == torch.float32 and fast.dtype == torch.bfloat16
+    assert (fast.float() - exact).norm() / exact.norm() < 0.03
     with pytest.raises(ValueError, match="Unknown precision 'half'"):
         VGG19("random", precision="half")
