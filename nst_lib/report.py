@@ -95,6 +95,8 @@ def build(
             "weights": weights,
             "output_dir": str(folder / "figures"),
         }
+        declared = papermill.inspect_notebook(str(notebook))
+        parameters = {k: v for k, v in parameters.items() if k in declared}  # e.g. the explorer has no profile
         key = section_key(notebook, {k: v for k, v in parameters.items() if k != "output_dir"}, code)
         reused = _reuse(folder, output / notebook.stem, key)
         if reused is not None:
@@ -224,13 +226,14 @@ def _render_section(section: dict, book, setup: dict) -> str:
 
     anchor = Path(section["notebook"]).stem
     parameters = {k: v for k, v in section["parameters"].items() if k != "output_dir" and v is not None}
+    facts = [f"Wall time {_duration(section['seconds'])}"]
+    facts.append("parameters " + ", ".join(f"{k}={v}" for k, v in parameters.items()))
+    facts += [f"{key} {setup[key]}" for key in ("weights", "device") if key in setup]
+    link = f"<a href='{anchor}/{html.escape(section['notebook'])}'>executed notebook</a>"
     parts = [
         f"<section id='{anchor}'>",
         f"<h2>{html.escape(_title(book, anchor))}</h2>",
-        f"<p class='meta'>Wall time {_duration(section['seconds'])} · parameters "
-        f"{html.escape(', '.join(f'{k}={v}' for k, v in parameters.items()))} · weights {setup.get('weights', '?')} · "
-        f"device {html.escape(str(setup.get('device', '?')))} · "
-        f"<a href='{anchor}/{html.escape(section['notebook'])}'>executed notebook</a></p>",
+        f"<p class='meta'>{html.escape(' · '.join(facts))} · {link}</p>",
     ]
     markdown = mistune.create_markdown(plugins=["table", "strikethrough"])
     skipped_title = False
