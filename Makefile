@@ -39,7 +39,7 @@ test: setup browser
 # Re-run the notebooks in place (quick profile) so that their stored outputs, which nbval compares, are current.
 notebooks: setup
 	cd notebooks && NST_PROGRESS=off ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-	  --ExecutePreprocessor.store_widget_state=False [0-9][0-9]_*.ipynb
+	  --ExecutePreprocessor.store_widget_state=False --ExecutePreprocessor.record_timing=False [0-9][0-9]_*.ipynb
 
 bench: setup
 	$(BIN)/python bench/speed.py

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -37,6 +35,7 @@ from nst_lib.figures import Table
 from nst_lib.files import atomic_write
 from nst_lib.losses import STYLE_SCALE, perceptual_objective
 from nst_lib.profiles import CONTENT_LAYERS, STYLE_LAYERS, STYLE_WEIGHT
+from nst_lib.vgg import describe_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LAYERS = [*STYLE_LAYERS, *CONTENT_LAYERS]
@@ -44,15 +43,7 @@ CONTENT, STYLE = "tubingen", "starry_night"
 
 
 def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{describe_device(torch.device('cpu'))}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def timed(function, repeats: int) -> float:
@@ -71,12 +62,13 @@ def timed(function, repeats: int) -> float:
 
 
 def floor_step(size: int, bfloat16: bool):
-    """One bare forward (to conv5_1) and backward (to the input) of torchvision's VGG-19,
-    in its fastest form here: weights already in the precision, channels-last."""
+    """One bare forward (to conv5_1) and backward (to the input) of torchvision's VGG-19 on an
+    image of the content's shape, in its fastest form here: weights already in the precision,
+    channels-last."""
     dtype = torch.bfloat16 if bfloat16 else torch.float32
     network = torchvision.models.vgg19(weights=None).features[:29].eval().requires_grad_(False)
     network = network.to(dtype).to(memory_format=torch.channels_last)
-    image = torch.rand(1, 3, size, size)
+    image = torch.rand(1, 3, *load_image(CONTENT, size).shape[-2:])  # the same shape nst_step optimizes
 
     def step():
         x = image.clone().requires_grad_(True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from .files import atomic_write
 from .images import load_image
 from .optimize import Result, transfer
 from .profiles import Profile, get_profile
-from .vgg import VGG19, pick_device
+from .vgg import VGG19, describe_device, pick_device
 
 PROGRESS_VARIABLE = "NST_PROGRESS"
 PROGRESS_MODES = {"notebook": True, "terminal": "terminal", "off": False}
@@ -71,24 +70,12 @@ class Setup:
             "size": self.profile.size,
             "steps": self.profile.steps,
             "device": str(self.device),
-            "device_name": _device_name(self.device),
+            "device_name": describe_device(self.device),
             "threads": torch.get_num_threads(),
             "weights": self.model.weights,
             "pooling": self.model.pooling,
             "torch": torch.__version__,
         }
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def setup(

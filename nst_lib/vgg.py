@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import platform
 from collections import OrderedDict
 from pathlib import Path
 
@@ -204,6 +205,19 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"Device {name!r} was asked for but this machine has no usable CUDA GPU: use 'cpu'.")
     return device
+
+
+def describe_device(device: torch.device) -> str:
+    """The device in words, for reports and benchmarks: the GPU's name, or the CPU model and cores."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
 def _load_weights(weights, seed: int):

@@ -3,7 +3,6 @@ import sys
 
 import pytest
 import torch
-from PIL import Image
 
 from nst_lib import cli
 from nst_lib.images import load_image

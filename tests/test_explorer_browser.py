@@ -17,26 +17,17 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from browser import ARGS, CHROMIUM
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "00_explorer.ipynb"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # JupyterLab's own popups (news, update checks) would cover the notebook in the screenshot.
 QUIET_LAB = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False}
 }
 
 pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (`make browser` installs it)"
+    not Path(CHROMIUM).exists(), reason="needs Debian's chromium at /usr/bin/chromium (`make browser` installs it)"
 )
 
 
@@ -127,7 +118,7 @@ def test_a_person_presses_run_and_watches_the_picture_form(jupyterlab, artifacts
     base, token = jupyterlab
     timings = {}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 2000})
         try:
             page.goto(f"{base}/lab/tree/notebooks/{NOTEBOOK.name}?token={token}", timeout=120_000)
