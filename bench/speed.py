@@ -2,16 +2,20 @@
 
 Prints a table and writes ``bench/results/speed.json``. In one run it measures:
 
-1. the floor: a bare VGG-19 (torchvision's layers, in-place ReLU, nothing else)
-   forward to conv5_1 and backward to the input image only;
+1. the floor: a bare VGG-19 (torchvision's layers holding the Oxford weights,
+   in-place ReLU, nothing else) forward to conv5_1 and backward to the input
+   image only;
 2. nst_lib's time per evaluation for style transfer (conv4_2 and five style
    layers): clamp, features, Gram matrices, losses, backward, as the optimizer
-   runs it. Goal: within 10% of the floor at the same precision;
+   runs it, channels-last (the default) and NCHW. Goal: within 10% of the
+   floor at the same precision. Floor and nst_lib alternate, run by run;
 3. time to quality at 512 px: the total loss that plain L-BFGS (float32,
    NCHW tensors, single scale) reaches after 300 evaluations is the target;
-   each lever, added one after the other, is timed until its float32 loss is
-   at the target. Goal: the default at least 2x faster;
-4. peak memory (resident set) of one evaluation at 512 and 1024 px.
+   each lever, added one after the other, runs until its picture, measured in
+   float32, is at the target. The configurations are timed in turns, one
+   evaluation each (see ``Turns``). Goal: the default at least 2x faster;
+4. peak memory (resident set) of one evaluation at 512 and 1024 px, and how
+   much of it the evaluation itself adds to the model and targets.
 
 ``--quick`` shrinks everything (sizes, budgets) to check that the script runs.
 """
@@ -20,10 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,15 +50,18 @@ def machine() -> str:
     return f"{describe_device(torch.device('cpu'))}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
-def timed(function, repeats: int) -> float:
-    """Median seconds of ``function()`` over ``repeats`` runs, after one warm-up."""
-    function()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def timed_group(functions, rounds: int) -> list[float]:
+    """Median seconds of each of ``functions``, after one warm-up each, taken in alternation
+    so that a change in the machine's speed during the run touches all of them alike."""
+    for function in functions:
         function()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    samples = [[] for _ in functions]
+    for _ in range(rounds):
+        for function, times in zip(functions, samples):
+            start = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - start)
+    return [statistics.median(times) for times in samples]
 
 
 # --------------------------------------------------------------------------------------
@@ -62,17 +69,23 @@ def timed(function, repeats: int) -> float:
 
 
 def floor_step(size: int, bfloat16: bool):
-    """One bare forward (to conv5_1) and backward (to the input) of torchvision's VGG-19 on an
-    image of the content's shape, in its fastest form here: weights already in the precision,
-    channels-last."""
+    """One bare forward (to conv5_1) and backward (to the input) of torchvision's VGG-19 layers
+    holding the same Oxford weights, on an image of the content's shape, in its fastest form
+    here: weights already in the precision, channels-last, in-place ReLU."""
     dtype = torch.bfloat16 if bfloat16 else torch.float32
-    network = torchvision.models.vgg19(weights=None).features[:29].eval().requires_grad_(False)
-    network = network.to(dtype).to(memory_format=torch.channels_last)
+    oxford = VGG19(precision="float32")
+    network = torchvision.models.vgg19(weights=None).features[:29]  # conv1_1 ... conv5_1
+    with torch.no_grad():
+        convs = [module for module in oxford.layers.values() if isinstance(module, torch.nn.Conv2d)]
+        for theirs, ours in zip((m for m in network if isinstance(m, torch.nn.Conv2d)), convs):
+            theirs.weight.copy_(ours.weight)
+            theirs.bias.copy_(ours.bias)
+    network = network.eval().requires_grad_(False).to(dtype).to(memory_format=torch.channels_last)
     image = torch.rand(1, 3, *load_image(CONTENT, size).shape[-2:])  # the same shape nst_step optimizes
 
     def step():
         x = image.clone().requires_grad_(True)
-        out = network(x.to(dtype).contiguous(memory_format=torch.channels_last))
+        out = network((x - oxford.input_shift).to(dtype).contiguous(memory_format=torch.channels_last))
         out.float().sum().backward()
 
     return step
@@ -96,12 +109,15 @@ def nst_step(size: int, precision: str, channels_last: bool = True):
     return step
 
 
-def per_evaluation(sizes, repeats):
+def per_evaluation(sizes, rounds):
     rows = []
     for size in sizes:
         for precision in ("float32", "bfloat16"):
-            floor = timed(floor_step(size, precision == "bfloat16"), repeats)
-            ours = timed(nst_step(size, precision), repeats)
+            floor, ours, nchw = timed_group(
+                [floor_step(size, precision == "bfloat16"), nst_step(size, precision),
+                 nst_step(size, precision, channels_last=False)],
+                rounds,
+            )
             rows.append(
                 {
                     "size": size,
@@ -110,6 +126,7 @@ def per_evaluation(sizes, repeats):
                     "nst_lib s": ours,
                     "overhead": f"{100 * (ours / floor - 1):+.1f}%",
                     "goal (<= +10%)": "met" if ours <= 1.1 * floor else "missed",
+                    "nst_lib NCHW s": nchw,
                 }
             )
             print(rows[-1], flush=True)
@@ -120,105 +137,182 @@ def per_evaluation(sizes, repeats):
 # 3: time to quality
 
 
-def float32_total(image, size) -> float:
-    """The float32 single-scale objective of ``image``: the yardstick for every lever."""
-    model = VGG19(precision="float32")
-    objective = perceptual_objective(
-        model, load_image(CONTENT, size), [load_image(STYLE, size)], CONTENT_LAYERS, STYLE_LAYERS
-    )
-    with torch.no_grad():
-        terms = objective(image)
-    return float(terms["content"] + STYLE_SCALE * STYLE_WEIGHT * terms["style"])
+class Yardstick:
+    """The float32, single-scale objective at full size: every configuration's picture is
+    measured with it, whatever precision and scales it was made with."""
+
+    def __init__(self, size: int):
+        model = VGG19(precision="float32")
+        self.shape = load_image(CONTENT, size).shape[-2:]
+        self.objective = perceptual_objective(
+            model, load_image(CONTENT, size), [load_image(STYLE, size)], CONTENT_LAYERS, STYLE_LAYERS
+        )
+
+    def __call__(self, image: torch.Tensor) -> float:
+        with torch.no_grad():
+            terms = self.objective(image)
+        return float(terms["content"] + STYLE_SCALE * STYLE_WEIGHT * terms["style"])
 
 
-# Each lever adds to the one before it; the last line is the library's default.
+# The plain configuration sets the target; each lever adds to the one before it.
+PLAIN = "plain: float32, NCHW, single scale"
 LEVERS = {
-    "plain: float32, NCHW, single scale": {"precision": "float32", "channels_last": False},
-    "+ channels-last": {"precision": "float32"},
-    "+ bfloat16 (the default)": {"precision": "auto"},
+    PLAIN: {"precision": "float32", "channels_last": False},
+    "+ bfloat16 and channels-last (the default)": {"precision": "auto"},
     "+ 2 scales": {"precision": "auto", "scales": 2},
     "+ 3 scales": {"precision": "auto", "scales": 3},
 }
+COARSE_STEPS = 100  # evaluations at each coarser scale
 
 
-def run_config(size, steps, precision="auto", channels_last=True, scales=1, coarse_steps=100):
-    model = VGG19(precision=precision, channels_last=channels_last)
+def run_config(size, steps, precision="auto", channels_last=True, scales=1, **loop):
     return transfer(
         load_image(CONTENT, size),
         [load_image(STYLE, size)],
-        model=model,
+        model=VGG19(precision=precision, channels_last=channels_last),
         steps=steps,
         scales=scales,
-        coarse_steps=coarse_steps,
+        coarse_steps=COARSE_STEPS,
         progress=False,
+        **loop,
     )
+
+
+def evaluations_to_target(size, lever, target, yardstick, limit) -> int | None:
+    """The fewest full-size evaluations after which ``lever``'s picture, measured in float32,
+    is at ``target``; None when ``limit`` evaluations are not enough."""
+    reached = []
+
+    def check(count, image, losses):
+        # Measured in float32 only near the target: bfloat16's own losses differ slightly.
+        if image.shape[-2:] == yardstick.shape and losses["total"] <= 1.02 * target and yardstick(image) <= target:
+            reached.append(count)
+
+    run_config(size, limit, **lever, callback=check, callback_every=1, should_stop=lambda: bool(reached))
+    return reached[0] if reached else None
+
+
+class Turns:
+    """Runs optimizations in threads one evaluation at a time each, in turn, and counts the
+    seconds each spends on its own turns. On a shared machine whose speed drifts by tens of
+    percent from one minute to the next, configurations timed one after the other would
+    mostly measure the drift; taken in turns, all of them meet the same machine."""
+
+    def __init__(self, count: int):
+        self.condition = threading.Condition()
+        self.running = list(range(count))
+        self.turn = 0
+        self.seconds = [0.0] * count
+        self.since = 0.0
+
+    def begin(self, index: int) -> None:
+        with self.condition:
+            self.condition.wait_for(lambda: self.turn == index)
+            self.since = time.perf_counter()
+
+    def end(self, index: int, finished: bool = False) -> None:
+        with self.condition:
+            self.seconds[index] += time.perf_counter() - self.since
+            position = self.running.index(index)
+            if finished:
+                self.running.remove(index)
+            else:
+                position += 1
+            if self.running:
+                self.turn = self.running[position % len(self.running)]
+            self.condition.notify_all()
+
+    def run(self, jobs):
+        """Run each of ``jobs`` (a function of a ``should_stop`` callable) in turns; their results."""
+        results = [None] * len(jobs)
+
+        def work(index, job):
+            def next_turn():  # called before each evaluation: hand over, then wait to go on
+                self.end(index)
+                self.begin(index)
+                return False
+
+            self.begin(index)
+            try:
+                results[index] = job(next_turn)
+            finally:
+                self.end(index, finished=True)
+
+        threads = [threading.Thread(target=work, args=(i, job)) for i, job in enumerate(jobs)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return results
 
 
 def time_to_quality(size, budget):
-    """Seconds each configuration needs to reach the plain configuration's float32 loss."""
-    names = list(LEVERS)
-    plain = run_config(size, budget, **LEVERS[names[0]])
-    target = float32_total(plain.image, size)
-    print(f"target: float32 total {target:.4g} after {budget} evaluations, {plain.seconds:.1f} s", flush=True)
-    rows = [{"configuration": names[0], "final-scale evaluations": budget, "seconds to target": plain.seconds,
-             "float32 total": target, "speed-up": "1.00x"}]
-    for name in names[1:]:
-        lever = LEVERS[name]
-        probe = run_config(size, budget, **lever)
-        final_scale = probe.history["total"][-budget:]
-        # Where its own loss first reaches the target, then checked in float32 (bfloat16 losses differ slightly).
-        steps = next((i + 1 for i, value in enumerate(final_scale) if value <= target), budget)
-        result = probe if steps == budget else run_config(size, steps, **lever)
-        total = float32_total(result.image, size)
-        for _ in range(3):
-            if total <= target or steps == budget:
-                break
-            steps = min(budget, int(steps * 1.1) + 1)
-            result = run_config(size, steps, **lever)
-            total = float32_total(result.image, size)
-        reached = total <= target
+    """Seconds each configuration needs to reach the float32 loss of plain L-BFGS after
+    ``budget`` evaluations. First untimed, each lever's evaluation count is found; then all
+    configurations run again, timed, in turns."""
+    yardstick = Yardstick(size)
+    target = yardstick(run_config(size, budget, **LEVERS[PLAIN]).image)
+    print(f"target: float32 total {target:.4g} after {budget} evaluations of the plain configuration", flush=True)
+    counts = {PLAIN: budget}
+    for name, lever in list(LEVERS.items())[1:]:
+        counts[name] = evaluations_to_target(size, lever, target, yardstick, 2 * budget)
+        print(f"{name}: {counts[name]} full-size evaluations to the target", flush=True)
+    timed = [name for name, count in counts.items() if count is not None]
+    turns = Turns(len(timed))
+    results = turns.run(
+        [lambda stop, name=name: run_config(size, counts[name], **LEVERS[name], should_stop=stop) for name in timed]
+    )
+    seconds = dict(zip(timed, turns.seconds))
+    rows = []
+    for name, lever in LEVERS.items():
+        result = results[timed.index(name)] if name in timed else None
+        total = yardstick(result.image) if result else float("nan")
         rows.append(
             {
                 "configuration": name,
-                "final-scale evaluations": steps,
-                "seconds to target": result.seconds,
+                "full-size evaluations": counts[name] if counts[name] is not None else f"> {2 * budget}",
+                "seconds to target": seconds.get(name, float("nan")),
                 "float32 total": total,
-                "speed-up": f"{plain.seconds / result.seconds:.2f}x" if reached else "not within the budget",
+                "speed-up": f"{seconds[PLAIN] / seconds[name]:.2f}x" if name in seconds and total <= target
+                else "target not reached",
             }
         )
         print(rows[-1], flush=True)
-    return rows
+    return {"target": target, "rows": rows}
 
 
 # --------------------------------------------------------------------------------------
-# 4: memory, each in a fresh process so that the high-water mark is its own
+# 4: memory, each in a fresh process
 
 
-def memory_probe(size: int, precision: str, what: str) -> None:
-    """Print this process's peak resident set after loading the model, or after one evaluation."""
-    if what == "model":
-        VGG19(precision=precision)
-    else:
-        nst_step(size, precision)()
-    print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
 
 
-def _probe(size: int, precision: str, what: str) -> float:
-    done = subprocess.run(
-        [sys.executable, __file__, "--memory-probe", str(size), precision, what],
-        capture_output=True, text=True, check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
+def memory_probe(size: int, precision: str) -> None:
+    """Print the resident set before one evaluation (model and targets ready) and its peak
+    during the evaluation. Linux: writing 5 to clear_refs resets the peak (VmHWM)."""
+    step = nst_step(size, precision)
+    before = _status_mib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
+    step()
+    print(json.dumps({"before_mib": before, "peak_mib": _status_mib("VmHWM")}))
 
 
 def memory(sizes):
     rows = []
     for size in sizes:
         for precision in ("float32", "bfloat16"):
-            model = _probe(size, precision, "model")
-            peak = _probe(size, precision, "evaluation")
-            rows.append({"size": size, "precision": precision, "peak RSS MiB": round(peak),
-                         "above the loaded model MiB": round(peak - model)})
+            done = subprocess.run(
+                [sys.executable, __file__, "--memory-probe", str(size), precision],
+                capture_output=True, text=True, check=True,
+            )
+            probe = json.loads(done.stdout.strip().splitlines()[-1])
+            rows.append({"size": size, "precision": precision, "peak RSS MiB": round(probe["peak_mib"]),
+                         "evaluation's own MiB": round(probe["peak_mib"] - probe["before_mib"])})
             print(rows[-1], flush=True)
     return rows
 
@@ -226,26 +320,34 @@ def memory(sizes):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and budgets: check that the script runs")
-    parser.add_argument("--memory-probe", nargs=3, metavar=("SIZE", "PRECISION", "WHAT"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-probe", nargs=2, metavar=("SIZE", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
-        memory_probe(int(args.memory_probe[0]), *args.memory_probe[1:])
+        memory_probe(int(args.memory_probe[0]), args.memory_probe[1])
         return
-    sizes, quality_size, budget, memory_sizes, repeats = (
-        ((64, 128), 128, 30, (128, 256), 2) if args.quick else ((256, 512), 512, 300, (512, 1024), 5)
+    sizes, quality_size, budget, memory_sizes, rounds = (
+        ((64, 128), 128, 30, (128, 256), 2) if args.quick else ((256, 512), 512, 300, (512, 1024), 15)
     )
     started = time.perf_counter()
     print(f"machine: {machine()}", flush=True)
     results = {
         "machine": machine(),
-        "per_evaluation": per_evaluation(sizes, repeats),
+        "per_evaluation": per_evaluation(sizes, rounds),
         "time_to_quality": time_to_quality(quality_size, budget),
         "memory": memory(memory_sizes),
     }
     results["seconds"] = time.perf_counter() - started
-    for title, key in (("Per evaluation", "per_evaluation"), ("Time to quality", "time_to_quality"), ("Memory", "memory")):
-        print(f"\n{title} ({results['machine']})")
-        print(Table(results[key], digits=4))
+    quality = results["time_to_quality"]
+    tables = (
+        ("Per evaluation, median of alternating runs", results["per_evaluation"]),
+        (f"Time to quality at {quality_size} px: target float32 total {quality['target']:.4g}, "
+         f"taken in turns", quality["rows"]),
+        ("Memory", results["memory"]),
+    )
+    print(f"\nmachine: {results['machine']}")
+    for title, rows in tables:
+        print(f"\n{title}")
+        print(Table(rows, digits=4))
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("speed_quick.json" if args.quick else "speed.json")
     with atomic_write(path, "w") as handle:
