@@ -236,32 +236,11 @@ def test_train_generator_and_stylize_from_the_command_line(tmp_path, image_file)
     image_file("L", size=(40, 60), name="photos/b.jpg")
     style = image_file(size=(30, 30), name="style.png")
     checkpoint = tmp_path / "style.pt"
-    done = nst(
-        "train-generator",
-        "--style",
-        str(style),
-        "--content-dir",
-        str(folder),
-        "--checkpoint",
-        str(checkpoint),
-        *CLI_TINY,
-    )
+    train = ["train-generator", "--style", str(style), "--content-dir", str(folder), "--checkpoint", str(checkpoint)]
+    done = nst(*train, *CLI_TINY)
     assert done.returncode == 0, done.stderr
     assert f"wrote {checkpoint}" in done.stdout and "2 content images" in done.stdout and "step 2 of 2" in done.stdout
-    again = nst(
-        "train-generator",
-        "--style",
-        str(style),
-        "--content-dir",
-        str(folder),
-        "--checkpoint",
-        str(checkpoint),
-        *CLI_TINY[:2],
-        "--steps",
-        "3",
-        *CLI_TINY[4:],
-        "--resume",
-    )
+    again = nst(*train, *CLI_TINY[:2], "--steps", "3", *CLI_TINY[4:], "--resume")
     assert again.returncode == 0, again.stderr
     assert "step 3 of 3" in again.stdout and load_checkpoint(checkpoint).step == 3
 
