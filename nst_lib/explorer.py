@@ -53,7 +53,6 @@ OPTIMIZER_LABELS = {"lbfgs": "L-BFGS", "adam": "Adam"}
 USER_ERRORS = (ValueError, OSError)
 
 
-
 def _control() -> dict:
     """Keyword arguments that give a control the common width (a Layout of its own, never a shared one)."""
     return {"style": {"description_width": "110px"}, "layout": widgets.Layout(width="300px")}
