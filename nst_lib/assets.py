@@ -39,7 +39,7 @@ class AssetError(ValueError):
 class Asset:
     name: str
     file: str
-    role: str  # "content" or "style"
+    role: str  # "content", "style" or "photo-set" (test photographs, e.g. for benchmarks)
     title: str
     author: str
     license: str
@@ -109,6 +109,7 @@ def _download(asset: Asset, target: Path) -> Path:
         ) from None
     if hashlib.sha256(data).hexdigest() != asset.sha256:
         raise AssetError(f"The download of {asset.name!r} from {asset.url} does not match its checksum; nothing was kept.")
+    target.parent.mkdir(parents=True, exist_ok=True)  # e.g. assets/kodak/
     with atomic_write(target) as handle:
         handle.write(data)
     return target

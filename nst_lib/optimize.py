@@ -113,7 +113,8 @@ def optimize_image(
     steps: int = profiles.STEPS,
     optimizer: str = profiles.OPTIMIZER,
     lr: float | None = None,
-    line_search: bool = True,
+    line_search: bool = profiles.LINE_SEARCH,
+    history_size: int = profiles.HISTORY_SIZE,
     callback: Callback | None = None,
     callback_every: int = 10,
     should_stop: Callable[[], bool] | threading.Event | None = None,
@@ -126,9 +127,11 @@ def optimize_image(
     the unit that costs time, for L-BFGS and Adam alike. ``callback(evaluation,
     image, losses)`` runs every ``callback_every`` evaluations and at the end,
     with the current image clamped to [0, 1]. ``should_stop`` (a callable or an
-    Event) is checked before each evaluation.
+    Event) is checked before each evaluation. ``line_search`` and ``history_size``
+    (how many past steps L-BFGS remembers) concern L-BFGS only.
     """
     steps = check_steps(steps)
+    history_size = check_steps(history_size, "history_size")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {optimizer!r}: choose 'lbfgs' or 'adam'.")
     lr = profiles.LEARNING_RATES[optimizer] if lr is None else float(lr)
@@ -180,7 +183,7 @@ def optimize_image(
     stopped = False
     rollbacks = 0
     while count < steps:
-        optim = _make_optimizer(optimizer, image, lr, steps - count, line_search)
+        optim = _make_optimizer(optimizer, image, lr, steps - count, line_search, history_size)
         before = count
         try:
             if optimizer == "lbfgs":
@@ -230,7 +233,7 @@ def optimize_image(
     )
 
 
-def _make_optimizer(name, image, lr, budget, line_search):
+def _make_optimizer(name, image, lr, budget, line_search, history_size):
     if name == "adam":
         return torch.optim.Adam([image], lr=lr)
     # Tolerances off: the budget decides when to stop, not the gradient's (tiny, normalized) scale.
@@ -241,7 +244,7 @@ def _make_optimizer(name, image, lr, budget, line_search):
         max_eval=budget + 25,
         tolerance_grad=0.0,
         tolerance_change=0.0,
-        history_size=100,
+        history_size=history_size,
         line_search_fn="strong_wolfe" if line_search else None,
     )
 
@@ -358,6 +361,7 @@ def transfer(
         "preserve_colors": preserve_colors,
         "weights": model.weights,
         "pooling": model.pooling,
+        "pre_relu": model.pre_relu,
         "size": list(shape),
         "device": str(device),
     }

@@ -19,10 +19,14 @@ STYLE_WEIGHT = 1e4
 TV_WEIGHT = 0.0
 OPTIMIZER = "lbfgs"
 LEARNING_RATES = {"lbfgs": 1.0, "adam": 0.02}
+HISTORY_SIZE = 100  # L-BFGS: past steps kept
 STEPS = 300
+LINE_SEARCH = True  # L-BFGS: strong-Wolfe line search
 SIZE = 256
 WEIGHTS = "oxford"
 POOLING = "max"
+# What conv names give: the response before the ReLU (True) or after it, as in Caffe (False); see vgg.py.
+PRE_RELU = True
 INIT = "noise"
 SEED = 0
 

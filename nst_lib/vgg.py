@@ -8,6 +8,13 @@ shift when the weights are loaded, so callers never normalize anything.
 Layers are named as in the papers: ``conv1_1``, ``relu1_1``, ..., ``pool5``.
 Asked for a set of layers, the model returns them by name and runs only up to
 the deepest one.
+
+What a ``conv`` name means is a choice (``pre_relu``). Gatys et al. name the
+layers of their Caffe network: there the ReLU runs in place, so the blob called
+``conv4_2`` holds the rectified response, the same values as ``relu4_2``
+(classic implementations such as jcjohnson/neural-style read it that way).
+PyTorch's convention reads ``conv4_2`` as the convolution's own output, before
+the ReLU. ``relu`` names are the rectified responses in either case.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import profiles
 
 # (channels, convolutions) per block.
 BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
@@ -69,6 +78,14 @@ def check_layers(layers) -> list[str]:
     return layers
 
 
+def source_layer(name: str, pre_relu: bool) -> str:
+    """The layer whose output the name ``name`` gives: ``relu4_2`` for ``conv4_2`` unless
+    ``pre_relu``, otherwise ``name`` itself."""
+    if name.startswith("conv") and not pre_relu:
+        return "relu" + name[4:]
+    return name
+
+
 def min_image_side(layers) -> int:
     """Smallest image side (px) that still leaves the deepest of ``layers`` a pixel."""
     deepest = max(LAYER_INDEX[name] for name in check_layers(layers))
@@ -96,6 +113,9 @@ class VGG19(nn.Module):
     ``channels_last``: run the convolutions on channels-last tensors, which
     spares oneDNN (and cuDNN) a layout conversion around each one; False only
     to measure what that buys.
+    ``pre_relu``: what ``conv`` names give (see the module docstring): False,
+    the rectified response, as in Gatys et al.'s Caffe network; True, the
+    convolution's output before the ReLU.
 
     The parameters are frozen: the model only ever differentiates with respect
     to its input.
@@ -108,6 +128,7 @@ class VGG19(nn.Module):
         seed: int = 0,
         precision: str = "auto",
         channels_last: bool = True,
+        pre_relu: bool = profiles.PRE_RELU,
     ):
         super().__init__()
         if pooling not in POOLINGS:
@@ -116,6 +137,7 @@ class VGG19(nn.Module):
             raise ValueError(f"Unknown precision {precision!r}: choose 'auto', 'float32' or 'bfloat16'.")
         self.pooling = pooling
         self.precision = precision
+        self.pre_relu = bool(pre_relu)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.weights = str(weights)
         self.layers = nn.ModuleDict()
@@ -145,9 +167,10 @@ class VGG19(nn.Module):
 
         The features are float32, or bfloat16 where the model runs in bfloat16.
         """
-        layers = check_layers(layers)
-        wanted = set(layers)
-        deepest = max(LAYER_INDEX[name] for name in layers)
+        wanted: dict[str, list[str]] = {}  # layer computed -> the names asked for it
+        for name in check_layers(layers):
+            wanted.setdefault(self.source(name), []).append(name)
+        deepest = max(LAYER_INDEX[name] for name in wanted)
         dtype = torch.bfloat16 if self.uses_bfloat16(image.device) else torch.float32
         features = {}
         x = (image - self.input_shift).to(dtype).contiguous(memory_format=self.memory_format)
@@ -160,9 +183,13 @@ class VGG19(nn.Module):
                 x = F.relu(x, inplace=previous not in wanted)
             else:
                 x = module(x)
-            if name in wanted:
-                features[name] = x
+            for asked in wanted.get(name, ()):
+                features[asked] = x
         return features
+
+    def source(self, name: str) -> str:
+        """The layer whose output the name ``name`` gives (see ``source_layer``)."""
+        return source_layer(name, self.pre_relu)
 
     def _converted(self, name: str, dtype: torch.dtype):
         """Conv ``name``'s weight and bias in ``dtype`` and the memory format, converted once, not at every call."""

@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import io
 import urllib.error
@@ -29,7 +30,7 @@ def test_the_manifest_names_every_classic_image_with_its_source():
     for name in ("starry_night", "frida_kahlo", "the_scream", "shipwreck", "tubingen", "golden_gate", "hoovertowernight"):
         assert name in entries
     for asset in entries.values():
-        assert asset.role in ("content", "style")
+        assert asset.role in ("content", "style", "photo-set")
         assert asset.url.startswith("https://") and len(asset.sha256) == 64 and asset.license
     assert set(assets.names("content")) == {"tubingen", "golden_gate", "hoovertowernight"}
 
@@ -53,6 +54,14 @@ def test_a_download_is_verified_and_kept(fake_asset, monkeypatch):
     assert path == assets.ASSET_DIR / asset.file and path.read_bytes() == data
     monkeypatch.setattr(assets.urllib.request, "urlopen", None)  # the kept copy needs no network
     assert resolve("demo") == path
+
+
+def test_a_download_into_a_subfolder_makes_the_folder(fake_asset, monkeypatch):
+    asset, data = fake_asset
+    nested = dataclasses.replace(asset, file="kodak/demo.png")
+    monkeypatch.setattr(assets, "manifest", lambda: {"demo": nested})
+    monkeypatch.setattr(assets.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(data))
+    assert resolve("demo") == assets.ASSET_DIR / "kodak" / "demo.png"
 
 
 def test_a_corrupt_download_keeps_nothing(fake_asset, monkeypatch):

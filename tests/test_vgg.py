@@ -121,3 +121,16 @@ def test_bfloat16_features_stay_close_to_float32():
     assert (fast.float() - exact).norm() / exact.norm() < 0.03
     with pytest.raises(ValueError, match="Unknown precision 'half'"):
         VGG19("random", precision="half")
+
+
+def test_conv_names_read_before_or_after_the_relu():
+    image = torch.rand(1, 3, 24, 24)
+    caffe = VGG19("random", precision="float32", pre_relu=False)
+    torch_style = VGG19("random", precision="float32", pre_relu=True)
+    rectified = caffe(image, ["conv2_1", "relu2_1", "conv1_1"])
+    assert torch.equal(rectified["conv2_1"], rectified["relu2_1"]) and rectified["conv1_1"].min() >= 0
+    linear = torch_style(image, ["conv2_1", "relu2_1"])
+    assert linear["conv2_1"].min() < 0 and torch.equal(linear["conv2_1"].relu(), linear["relu2_1"])
+    assert torch.allclose(rectified["relu2_1"], linear["relu2_1"])
+    assert (caffe.source("conv4_2"), torch_style.source("conv4_2"), caffe.source("pool1")) == (
+        "relu4_2", "conv4_2", "pool1")
