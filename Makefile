@@ -14,7 +14,7 @@ OUT ?=
 NST_ASSET_MIRROR ?= $(abspath $(wildcard ../shared/assets))
 export NST_ASSET_MIRROR
 
-.PHONY: setup browser report test notebooks bench clean
+.PHONY: setup browser report test notebooks bench bench-quality clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ notebooks: setup
 
 bench: setup
 	$(BIN)/python bench/speed.py
+
+# Quality per second against the classic recipe (about 90 minutes on 2 idle cores; QUICK=1: a minute or two).
+bench-quality: setup
+	$(BIN)/python bench/quality.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

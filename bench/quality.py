@@ -65,7 +65,7 @@ PAIRS = (
     ("kodim23", "frida_kahlo"),
     ("kodim21", "starry_night"),
 )
-STYLE_WEIGHTS = (1e3, 1e4, 1e5)
+STYLE_WEIGHTS = (1e3, 3e3, 1e4)
 BUDGETS = (50, 100, 200, 400)
 SIZE = 256
 LEVER_PAIRS = 2  # every configuration runs on this many of PAIRS ...
@@ -568,7 +568,7 @@ def parse(argv=None):
     args.size = args.size or (64 if quick else SIZE)
     args.budgets = sorted(args.budgets or ((5, 10, 20, 40) if quick else BUDGETS))
     args.pairs = args.pairs or (2 if quick else len(PAIRS))
-    args.lever_pairs = min(args.pairs, args.lever_pairs or (1 if quick else LEVER_PAIRS))
+    args.lever_pairs = min(args.pairs, (1 if quick else LEVER_PAIRS) if args.lever_pairs is None else args.lever_pairs)
     args.lever_budget = args.lever_budget or (20 if quick else LEVER_BUDGET)
     if len(args.style_weights) < 2:
         parser.error("give at least two style weights: a trade-off curve needs two points")

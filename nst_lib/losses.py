@@ -101,8 +101,9 @@ class ContentLoss:
 
 
 def _per_image_mean(values: torch.Tensor) -> torch.Tensor:
-    """(B, ...) -> (B,): the mean of each batch item."""
-    return values.flatten(1).mean(1)
+    """(B, ...) -> (B,): the mean of each batch item (no copy of channels-last values, whose
+    gradient then stays channels-last like the network's own)."""
+    return values.mean(dim=tuple(range(1, values.dim())))
 
 
 class _GramError(torch.autograd.Function):
@@ -129,8 +130,16 @@ class _GramError(torch.autograd.Function):
         batch, channels, height, width = features.shape
         factor = grad_output * 4 / (batch * channels * channels * height * width * scale)
         weights = (factor * difference).to(features.dtype).expand(batch, -1, -1)
-        grad = _per_image(torch.mm, _positions_by_channels(features), weights)
-        return grad.reshape(batch, height, width, channels).permute(0, 3, 1, 2), None, None
+        positions = _positions_by_channels(features)
+        # A tensor of its own, not a view: autograd can then add the next layer's gradient into it in place.
+        grad = torch.empty_like(features)
+        by_position = grad.permute(0, 2, 3, 1)  # (B, H, W, N), contiguous when channels-last
+        for image in range(batch):
+            if by_position.is_contiguous():
+                torch.mm(positions[image], weights[image], out=by_position[image].view(height * width, channels))
+            else:
+                by_position[image].copy_(torch.mm(positions[image], weights[image]).view(height, width, channels))
+        return grad, None, None
 
 
 def _per_image(function, *batches: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 The defaults follow Gatys et al. (2016) and the report being reproduced:
 content at conv4_2, style at conv1_1 ... conv5_1 with equal layer weights,
-L-BFGS with learning rate 1.
+each layer read after its ReLU (as in their Caffe network), L-BFGS with
+learning rate 1.
 
 A profile fixes image size and step counts for a whole report:
 ``quick`` for tests and CI, ``standard`` for a laptop CPU, ``full`` for a GPU.
@@ -25,8 +26,9 @@ LINE_SEARCH = True  # L-BFGS: strong-Wolfe line search
 SIZE = 256
 WEIGHTS = "oxford"
 POOLING = "max"
-# What conv names give: the response before the ReLU (True) or after it, as in Caffe (False); see vgg.py.
-PRE_RELU = True
+# What conv names give: the response after the ReLU, as in Gatys et al.'s Caffe network (False), or the
+# convolution's own output before it (True, PyTorch's convention); see vgg.py and bench/quality.py.
+PRE_RELU = False
 INIT = "noise"
 SEED = 0
 

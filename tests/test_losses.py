@@ -84,9 +84,10 @@ def test_total_variation_is_zero_for_flat_images_and_grows_with_noise():
     assert total_variation(torch.rand(1, 3, 8, 8)).item() > total_variation(flat + 0.01 * torch.rand(1, 3, 8, 8)).item()
 
 
-def test_the_closed_form_gram_gradient_matches_autograd():
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_the_closed_form_gram_gradient_matches_autograd(memory_format):
     target = torch.rand(1, 4, 3, 5, dtype=torch.float64)
-    image = torch.rand(2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
+    image = torch.rand(2, 4, 3, 5, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_(True)
     loss = StyleLoss([{"conv1_1": target}])
     assert torch.autograd.gradcheck(lambda f: loss({"conv1_1": f}), (image,))
     plain = ((gram(image) - loss.grams["conv1_1"]).pow(2).mean() / loss.scales["conv1_1"])

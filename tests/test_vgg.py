@@ -52,8 +52,11 @@ def test_oxford_weights_equal_the_original_network_on_its_own_input():
         x = torch.nn.functional.conv2d(x, weight, state[f"{key}_b"], padding=1)
         if name == "conv1_1":
             x = x.relu()
-    ours = VGG19("oxford", precision="float32")(image, ["conv1_2"])["conv1_2"]
+    ours = VGG19("oxford", precision="float32", pre_relu=True)(image, ["conv1_2"])["conv1_2"]
     assert (ours - x).abs().max() <= 1e-5 * x.abs().max()
+    # By default conv1_2 is what Caffe's blob of that name holds after its in-place ReLU.
+    blob = VGG19("oxford", precision="float32")(image, ["conv1_2"])["conv1_2"]
+    assert (blob - x.relu()).abs().max() <= 1e-5 * x.abs().max()
 
 
 def test_a_torchvision_state_dict_file_matches_torchvision_on_standardized_input(tmp_path):
