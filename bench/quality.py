@@ -463,10 +463,11 @@ def pair_table(records, configs, pairs, budget, middle_weight):
 def plot_curves(records, configs, pairs, budgets, path: Path):
     """Style error against content error, one panel per pair and budget, one line per configuration."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     from nst_lib.figures import save_figure
 
+    default = default_config(configs)
     figure, axes = plt.subplots(len(budgets), len(pairs), figsize=(3.6 * len(pairs), 3.0 * len(budgets)),
                                 squeeze=False)
     for row, budget in enumerate(budgets):
@@ -475,15 +476,18 @@ def plot_curves(records, configs, pairs, budgets, path: Path):
             for number, config in enumerate(configs):
                 points = curve(records, config.name, pair, budget)
                 if points:
-                    style = dict(color="black", linewidth=2.2) if config == CLASSIC else {}
-                    axis.plot(*zip(*points), marker="o", markersize=3, label=config.name,
-                              color=style.get("color", f"C{number}"), linewidth=style.get("linewidth", 1.2))
+                    label = config.name + (" (the default)" if config == default else "")
+                    classic = config == CLASSIC
+                    axis.plot(*zip(*points), marker="o", markersize=3, label=label,
+                              color="black" if classic else f"C{number}", linewidth=2.2 if classic else 1.2)
             axis.set_xscale("log")
             axis.set_yscale("log")
             axis.set_title(f"{pair[0]} x {pair[1]}, {budget} evaluations", fontsize=8)
             axis.tick_params(labelsize=7)
-            axis.xaxis.set_minor_formatter(NullFormatter())
-            axis.yaxis.set_minor_formatter(NullFormatter())
+            for ticks in (axis.xaxis, axis.yaxis):
+                ticks.set_major_locator(LogLocator(subs=(1, 2, 5)))
+                ticks.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+                ticks.set_minor_formatter(NullFormatter())
             axis.grid(True, which="both", alpha=0.25)
             if row == len(budgets) - 1:
                 axis.set_xlabel(f"content error ({', '.join('relu' + n for n in YARDSTICK_CONTENT)})", fontsize=8)
@@ -527,7 +531,7 @@ def picture_sheet(records, configs, pairs, budget, middle_weight, size, out: Pat
             r = chosen[name]
             images.append(load_image(picture_path(out, name, pair, r["style_weight"], budget)))
             labels.append(f"{label}, style weight {r['style_weight']:g}\n"
-                          f"content {r['content_error']:.3f}, style {r['style_error']:.4f}")
+                          f"content error {r['content_error']:.3f}\nstyle error {r['style_error']:.4f}")
     if not images:
         return None
     figure = grid(images, labels, columns=4, title=f"{budget} evaluations, {size} px")
@@ -604,6 +608,7 @@ def main(argv=None) -> dict:
     }
     figures = {
         "curves": plot_curves(records, CONFIGS, pairs, args.budgets, out / "quality_curves.png"),
+        "curve": plot_curves(records, CONFIGS, pairs, [args.lever_budget], out / "quality_curve.png"),
         "pictures": picture_sheet(records, CONFIGS, pairs, args.lever_budget, middle_weight, args.size, out,
                                   out / "quality_pictures.png"),
     }
@@ -627,7 +632,7 @@ def main(argv=None) -> dict:
     path = out / ("quality_quick.json" if args.quick else "quality.json")
     with atomic_write(path, "w") as handle:
         json.dump(results, handle, indent=1)
-    print(f"\nwrote {path}, {figures['curves']}, {figures['pictures']} ({results['seconds'] / 60:.1f} min)")
+    print(f"\nwrote {path} and {', '.join(str(f) for f in figures.values() if f)} ({results['seconds'] / 60:.1f} min)")
     return results
 
 

@@ -3,12 +3,13 @@
 Prints a table and writes ``bench/results/speed.json``. In one run it measures:
 
 1. the floor: a bare VGG-19 (torchvision's layers holding the Oxford weights,
-   in-place ReLU, nothing else) forward to conv5_1 and backward to the input
-   image only;
+   in-place ReLU, nothing else) forward to the deepest layer the objective
+   reads (relu5_1: conv5_1 after its ReLU) and backward to the input image only;
 2. nst_lib's time per evaluation for style transfer (conv4_2 and five style
    layers): clamp, features, Gram matrices, losses, backward, as the optimizer
-   runs it, channels-last (the default) and NCHW. Goal: within 10% of the
-   floor at the same precision. Floor and nst_lib alternate, run by run;
+   runs it, channels-last (the default) and NCHW, and with the other reading of
+   the layers (before the ReLU). Goal: within 10% of the floor at the same
+   precision. Floor and nst_lib alternate, run by run;
 3. time to quality at 512 px: the total loss that plain L-BFGS (float32,
    NCHW tensors, single scale) reaches after 300 evaluations is the target;
    each lever, added one after the other, runs until its picture, measured in
@@ -38,8 +39,8 @@ from nst_lib import VGG19, load_image, transfer
 from nst_lib.figures import Table
 from nst_lib.files import atomic_write
 from nst_lib.losses import STYLE_SCALE, perceptual_objective
-from nst_lib.profiles import CONTENT_LAYERS, STYLE_LAYERS, STYLE_WEIGHT
-from nst_lib.vgg import describe_device
+from nst_lib.profiles import CONTENT_LAYERS, PRE_RELU, STYLE_LAYERS, STYLE_WEIGHT
+from nst_lib.vgg import LAYER_INDEX, describe_device, source_layer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LAYERS = [*STYLE_LAYERS, *CONTENT_LAYERS]
@@ -69,12 +70,13 @@ def timed_group(functions, rounds: int) -> list[float]:
 
 
 def floor_step(size: int, bfloat16: bool):
-    """One bare forward (to conv5_1) and backward (to the input) of torchvision's VGG-19 layers
-    holding the same Oxford weights, on an image of the content's shape, in its fastest form
-    here: weights already in the precision, channels-last, in-place ReLU."""
+    """One bare forward (to the deepest layer the objective reads) and backward (to the input) of
+    torchvision's VGG-19 layers holding the same Oxford weights, on an image of the content's
+    shape, in its fastest form here: weights already in the precision, channels-last, in-place ReLU."""
     dtype = torch.bfloat16 if bfloat16 else torch.float32
     oxford = VGG19(precision="float32")
-    network = torchvision.models.vgg19(weights=None).features[:29]  # conv1_1 ... conv5_1
+    deepest = max(LAYER_INDEX[source_layer(name, PRE_RELU)] for name in LAYERS)  # same order as torchvision's
+    network = torchvision.models.vgg19(weights=None).features[: deepest + 1]
     with torch.no_grad():
         convs = [module for module in oxford.layers.values() if isinstance(module, torch.nn.Conv2d)]
         for theirs, ours in zip((m for m in network if isinstance(m, torch.nn.Conv2d)), convs):
@@ -91,9 +93,9 @@ def floor_step(size: int, bfloat16: bool):
     return step
 
 
-def nst_step(size: int, precision: str, channels_last: bool = True):
+def nst_step(size: int, precision: str, channels_last: bool = True, pre_relu: bool = PRE_RELU):
     """One evaluation of nst_lib's style-transfer objective, as optimize_image runs it."""
-    model = VGG19(precision=precision, channels_last=channels_last)
+    model = VGG19(precision=precision, channels_last=channels_last, pre_relu=pre_relu)
     objective = perceptual_objective(
         model, load_image(CONTENT, size), [load_image(STYLE, size)], CONTENT_LAYERS, STYLE_LAYERS
     )
@@ -113,9 +115,9 @@ def per_evaluation(sizes, rounds):
     rows = []
     for size in sizes:
         for precision in ("float32", "bfloat16"):
-            floor, ours, nchw = timed_group(
+            floor, ours, nchw, other = timed_group(
                 [floor_step(size, precision == "bfloat16"), nst_step(size, precision),
-                 nst_step(size, precision, channels_last=False)],
+                 nst_step(size, precision, channels_last=False), nst_step(size, precision, pre_relu=not PRE_RELU)],
                 rounds,
             )
             rows.append(
@@ -127,6 +129,7 @@ def per_evaluation(sizes, rounds):
                     "overhead": f"{100 * (ours / floor - 1):+.1f}%",
                     "goal (<= +10%)": "met" if ours <= 1.1 * floor else "missed",
                     "nst_lib NCHW s": nchw,
+                    f"nst_lib {'after' if PRE_RELU else 'before'} the ReLU s": other,
                 }
             )
             print(rows[-1], flush=True)
