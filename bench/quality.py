@@ -51,7 +51,7 @@ import torch
 from nst_lib import VGG19, load_image, save_image, transfer
 from nst_lib import profiles
 from nst_lib.files import atomic_write
-from nst_lib.losses import ContentLoss, StyleLoss
+from nst_lib.losses import ContentLoss, LossSpec, StyleLoss
 from nst_lib.vgg import describe_device, fast_bfloat16, source_layer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -93,10 +93,10 @@ class Config:
     def model(self, weights: str) -> VGG19:
         return _model(weights, self.precision, self.rectified)
 
-    def options(self) -> dict:
-        """transfer()'s keyword arguments for this configuration (besides model, images, weight)."""
-        return dict(content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS, init=self.init,
-                    line_search=self.line_search, history_size=self.history_size)
+    def options(self, style_weight: float = profiles.STYLE_WEIGHT) -> dict:
+        """transfer()'s keyword arguments for this configuration (besides model and images)."""
+        loss = LossSpec(content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS, style_weight=style_weight)
+        return dict(loss=loss, init=self.init, line_search=self.line_search, history_size=self.history_size)
 
     def settings(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "name"}
@@ -201,8 +201,8 @@ def snapshots(budgets):
 def run(config: Config, model: VGG19, content, style, style_weight: float, budgets, seed: int = 0):
     """Optimize once up to max(budgets); {budget: image} and the loop's own seconds at each budget."""
     callback, kept = snapshots(set(budgets))
-    result = transfer(content, style, model=model, style_weight=style_weight, steps=max(budgets), seed=seed,
-                      callback=callback, callback_every=1, progress=False, **config.options())
+    result = transfer(content, style, model=model, steps=max(budgets), seed=seed, callback=callback,
+                      callback_every=1, progress=False, **config.options(style_weight))
     for budget in budgets:  # a run that converged early keeps its best image for the larger budgets
         kept.setdefault(budget, result.image)
     seconds = {b: result.times[min(b, len(result.times)) - 1] for b in budgets}
@@ -370,8 +370,8 @@ def timings(args, configs, pair, budgets, lever_budget: int, style_weight: float
                 seconds[index][count] = turns.seconds[index] + time.perf_counter() - turns.since
 
         return lambda stop: transfer(
-            content, style, model=config.model(args.weights), style_weight=style_weight, steps=largest,
-            should_stop=stop, callback=clock, callback_every=1, progress=False, **config.options(),
+            content, style, model=config.model(args.weights), steps=largest, should_stop=stop, callback=clock,
+            callback_every=1, progress=False, **config.options(style_weight),
         )
 
     turns.run([job(i, config) for i, config in enumerate(configs)])

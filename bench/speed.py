@@ -38,12 +38,12 @@ import torchvision
 from nst_lib import VGG19, load_image, transfer
 from nst_lib.figures import Table
 from nst_lib.files import atomic_write
-from nst_lib.losses import STYLE_SCALE, perceptual_objective
-from nst_lib.profiles import CONTENT_LAYERS, PRE_RELU, STYLE_LAYERS, STYLE_WEIGHT
+from nst_lib.losses import LossSpec
+from nst_lib.profiles import PRE_RELU
 from nst_lib.vgg import LAYER_INDEX, describe_device, source_layer
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LAYERS = [*STYLE_LAYERS, *CONTENT_LAYERS]
+LAYERS = LossSpec().layers
 CONTENT, STYLE = "tubingen", "starry_night"
 
 
@@ -96,16 +96,15 @@ def floor_step(size: int, bfloat16: bool):
 def nst_step(size: int, precision: str, channels_last: bool = True, pre_relu: bool = PRE_RELU):
     """One evaluation of nst_lib's style-transfer objective, as optimize_image runs it."""
     model = VGG19(precision=precision, channels_last=channels_last, pre_relu=pre_relu)
-    objective = perceptual_objective(
-        model, load_image(CONTENT, size), [load_image(STYLE, size)], CONTENT_LAYERS, STYLE_LAYERS
-    )
+    spec = LossSpec()
+    objective = spec.objective(model, load_image(CONTENT, size), [load_image(STYLE, size)])
+    weights = spec.weights()
     image = torch.rand(1, 3, *load_image(CONTENT, size).shape[-2:])
 
     def step():
         x = image.clone().requires_grad_(True)
         shown = x.clamp(0, 1)
-        terms = objective(shown)
-        total = terms["content"] + STYLE_SCALE * STYLE_WEIGHT * terms["style"]
+        total = sum(weights[name] * value for name, value in objective(shown).items())
         (total + (x - shown).pow(2).mean()).backward()
 
     return step
@@ -145,16 +144,14 @@ class Yardstick:
     measured with it, whatever precision and scales it was made with."""
 
     def __init__(self, size: int):
-        model = VGG19(precision="float32")
+        spec = LossSpec()
         self.shape = load_image(CONTENT, size).shape[-2:]
-        self.objective = perceptual_objective(
-            model, load_image(CONTENT, size), [load_image(STYLE, size)], CONTENT_LAYERS, STYLE_LAYERS
-        )
+        self.objective = spec.objective(VGG19(precision="float32"), load_image(CONTENT, size), [load_image(STYLE, size)])
+        self.weights = spec.weights()
 
     def __call__(self, image: torch.Tensor) -> float:
         with torch.no_grad():
-            terms = self.objective(image)
-        return float(terms["content"] + STYLE_SCALE * STYLE_WEIGHT * terms["style"])
+            return float(sum(self.weights[name] * value for name, value in self.objective(image).items()))
 
 
 # The plain configuration sets the target; each lever adds to the one before it.

@@ -35,8 +35,8 @@ def test_the_best_image_after_k_evaluations_is_what_a_run_of_k_returns(quality, 
     content, style = blobs(), stripes()
     kept, _, _ = quality.run(config, random_vgg, content, style, 1e4, budgets=[5, 12])
     for budget in (5, 12):
-        alone = quality.transfer(content, style, model=random_vgg, style_weight=1e4, steps=budget, progress=False,
-                                 **config.options())
+        alone = quality.transfer(content, style, model=random_vgg, steps=budget, progress=False,
+                                 **config.options(1e4))
         assert torch.equal(kept[budget], alone.image), budget
 
 
