@@ -180,6 +180,7 @@ def train_generator(
         "loss": loss.to_dict(),
         "vgg_weights": model.weights,
         "pooling": model.pooling,
+        "pre_relu": model.pre_relu,
         "images": _fingerprint(styles, contents),
         "content_images": len(contents),
     }
@@ -343,6 +344,8 @@ def _read_checkpoint(path) -> dict:
         state = {**state, "format": CHECKPOINT_FORMAT, "config": _upgraded(state["config"])}
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a generator checkpoint written by nst_lib ({CHECKPOINT_FORMAT}).")
+    # Checkpoints that do not say were trained when conv layers were read before the ReLU.
+    state["config"] = {**state["config"], "pre_relu": state["config"].get("pre_relu", True)}
     return state
 
 

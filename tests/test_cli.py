@@ -1,3 +1,4 @@
+import argparse
 import subprocess
 import sys
 
@@ -22,8 +23,17 @@ def test_help_explains_every_option_with_its_default():
     assert "(default: 300)" in text and "(default: oxford)" in text
     assert "(default: 0.0)" in text and "(default: 0)" in text  # zero defaults are shown too
     assert "(default: conv1_1,conv2_1,conv3_1,conv4_1,conv5_1)" in text  # lists as one would type them
-    for option in ("--init-image", "--print-every", "--precision", "--style-layer-weights"):
+    for option in ("--init-image", "--print-every", "--precision", "--style-layer-weights", "--pre-relu"):
         assert option in text
+
+
+def test_conv_layers_are_read_after_the_relu_unless_asked_otherwise():
+    from nst_lib.cli import options
+
+    parser = argparse.ArgumentParser()
+    options.add_model_options(parser)
+    assert not options.model(parser.parse_args(["--weights", "random"])).pre_relu
+    assert options.model(parser.parse_args(["--weights", "random", "--pre-relu"])).pre_relu
 
 
 def test_every_subcommand_shows_its_defaults():

@@ -10,6 +10,7 @@ from nst_lib.generator import Generator, stylize, synthesize
 from nst_lib.images import load_image, save_image
 from nst_lib.losses import LossSpec
 from nst_lib.training import CheckpointError, Recipe, load_checkpoint, save_checkpoint, train_generator
+from nst_lib.vgg import VGG19
 
 # A narrow network and shallow layers: a training step takes milliseconds.
 TINY_LOSS = LossSpec(content_layers=("conv2_1",), style_layers=("conv1_1", "conv2_1"))
@@ -165,18 +166,22 @@ def test_training_mistakes_are_one_sentence(random_vgg):
         train_generator([stripes(), blobs()], [blobs()], model=random_vgg, **options)
 
 
-def test_a_checkpoint_of_the_first_format_still_loads(random_vgg, tmp_path):
+def test_a_checkpoint_of_the_first_format_still_loads(tmp_path):
     path = tmp_path / "old.pt"
-    trained = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **tiny(2))
+    then = VGG19("random", precision="float32", pre_relu=True)  # conv layers were read before the ReLU then
+    trained = train_generator(stripes(), [blobs()], model=then, checkpoint=path, **tiny(2))
     state = torch.load(path, weights_only=True)
     config = state["config"]
     flat = {"mode": config["mode"], **config["recipe"], **config["loss"], "weights": config["vgg_weights"]}
     flat.update({k: config[k] for k in ("pooling", "images", "content_images")})
-    flat.pop("style_layer_weights")  # format 1 had no such field
+    flat.pop("style_layer_weights")  # format 1 had no such field, nor pre_relu
     torch.save({**state, "format": "nst_lib.generator/1", "config": flat}, path)
     loaded = load_checkpoint(path)
     assert loaded.config == trained.config and loaded.step == 2
-    resumed = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, resume=True, **tiny(3))
+    with pytest.raises(CheckpointError, match="trained with other pre_relu \\(True, now False\\)"):
+        train_generator(stripes(), [blobs()], model=VGG19("random", precision="float32"), checkpoint=path,
+                        resume=True, **tiny(3))
+    resumed = train_generator(stripes(), [blobs()], model=then, checkpoint=path, resume=True, **tiny(3))
     assert resumed.step == 3
 
 

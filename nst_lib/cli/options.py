@@ -109,6 +109,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=profiles.PRECISION,
         help="'auto': bfloat16 where the device runs it natively (AVX512-BF16/AMX CPUs, recent GPUs), else float32",
     )
+    parser.add_argument(
+        "--pre-relu",
+        action="store_true",
+        help="read conv layers before their ReLU (PyTorch's convention) instead of after it (the default, as in "
+        "Gatys et al.'s Caffe network)",
+    )
     add_device_option(parser)
 
 
@@ -117,7 +123,7 @@ def model(args):
     from ..vgg import VGG19, pick_device
 
     device = pick_device(args.device)
-    return VGG19(args.weights, args.pooling, precision=args.precision).to(device)
+    return VGG19(args.weights, args.pooling, precision=args.precision, pre_relu=args.pre_relu).to(device)
 
 
 def add_output_option(parser: argparse.ArgumentParser) -> None:
