@@ -226,15 +226,20 @@ def plan(configs, pairs, lever_pairs, lever_budget, budgets):
 def measure_all(args, configs, pairs, budgets, out: Path):
     """Run the plan; one record per (config, pair, style weight, budget) with both yardsticks."""
     records = _cached(args)
-    done = {(r["config"], r["content"], r["style"], r["style_weight"]) for r in records}
+    done: dict[tuple, int] = {}  # (config, content, style, style weight) -> the largest budget kept
+    for r in records:
+        key = (r["config"], r["content"], r["style"], r["style_weight"])
+        done[key] = max(done.get(key, 0), r["budget"])
     jobs = plan(configs, pairs, args.lever_pairs, args.lever_budget, budgets)
     for number, (config, pair, largest) in enumerate(jobs, start=1):
         content, style = load_image(pair[0], args.size), load_image(pair[1], args.size)
         yardsticks = _yardsticks(args, pair)
         model = config.model(args.weights)
         for style_weight in args.style_weights:
-            if (config.name, *pair, style_weight) in done:
+            key = (config.name, *pair, style_weight)
+            if done.get(key, 0) >= largest:
                 continue
+            records = [r for r in records if (r["config"], r["content"], r["style"], r["style_weight"]) != key]
             kept, seconds, result = run(config, model, content, style, style_weight,
                                         [b for b in budgets if b <= largest])
             for budget, image in sorted(kept.items()):
