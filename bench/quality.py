@@ -48,8 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nst_lib import VGG19, load_image, save_image, transfer
-from nst_lib import profiles
+from nst_lib import VGG19, load_image, profiles, save_image, transfer
 from nst_lib.files import atomic_write
 from nst_lib.losses import ContentLoss, LossSpec, StyleLoss
 from nst_lib.vgg import describe_device, fast_bfloat16, source_layer
@@ -248,7 +247,7 @@ def measure_all(args, configs, pairs, budgets, out: Path):
                           "objective": {k: v[result.best_index] for k, v in result.history.items()}}
                 measure(record, image, yardsticks)
                 records.append(record)
-                path = picture_path(out, config.name, pair, style_weight, budget)
+                path = picture_path(pictures(args), config.name, pair, style_weight, budget)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_image(image, path)
             _save_cache(args, records)
@@ -262,7 +261,8 @@ def remeasure(args, records, out: Path) -> None:
     """Measure every record again from its saved picture (after a change of the yardstick)."""
     for record in records:
         pair = (record["content"], record["style"])
-        image = load_image(picture_path(out, record["config"], pair, record["style_weight"], record["budget"]))
+        image = load_image(picture_path(pictures(args), record["config"], pair, record["style_weight"],
+                                        record["budget"]))
         measure(record, image, _yardsticks(args, pair))
     _save_cache(args, records)
 
@@ -278,9 +278,14 @@ def _yardsticks_for(weights: str, size: int, content_name: str, style_name: str)
     return [Yardstick(weights, content, style, rectified) for rectified in (True, False)]
 
 
-def picture_path(out: Path, config: str, pair, style_weight: float, budget: int) -> Path:
+def pictures(args) -> Path:
+    """The folder of one size's and weights' pictures, as _cache_path keeps their records apart."""
+    return Path(args.out) / "pictures" / f"{args.size}px_{args.weights}"
+
+
+def picture_path(folder: Path, config: str, pair, style_weight: float, budget: int) -> Path:
     slug = "".join(c if c.isalnum() else "_" for c in config).strip("_")
-    return out / "pictures" / slug / f"{pair[0]}_{pair[1]}_{style_weight:g}_{budget}.png"
+    return folder / slug / f"{pair[0]}_{pair[1]}_{style_weight:g}_{budget}.png"
 
 
 def _cache_path(args) -> Path:
@@ -506,7 +511,7 @@ def plot_curves(records, configs, pairs, budgets, path: Path):
     return path
 
 
-def picture_sheet(records, configs, pairs, budget, middle_weight, size, out: Path, path: Path):
+def picture_sheet(records, configs, pairs, budget, middle_weight, size, folder: Path, path: Path):
     """Per pair: content, style, the classic recipe at the middle style weight, and the default at
     the style weight whose content error comes closest to the classic's."""
     import matplotlib.pyplot as plt
@@ -534,7 +539,7 @@ def picture_sheet(records, configs, pairs, budget, middle_weight, size, out: Pat
         labels += [pair[0], pair[1]]
         for name, label in ((CLASSIC.name, "classic"), (default.name, "default")):
             r = chosen[name]
-            images.append(load_image(picture_path(out, name, pair, r["style_weight"], budget)))
+            images.append(load_image(picture_path(folder, name, pair, r["style_weight"], budget)))
             labels.append(f"{label}, style weight {r['style_weight']:g}\n"
                           f"content error {r['content_error']:.3f}\nstyle error {r['style_error']:.4f}")
     if not images:
@@ -614,8 +619,8 @@ def main(argv=None) -> dict:
     figures = {
         "curves": plot_curves(records, CONFIGS, pairs, args.budgets, out / "quality_curves.png"),
         "curve": plot_curves(records, CONFIGS, pairs, [args.lever_budget], out / "quality_curve.png"),
-        "pictures": picture_sheet(records, CONFIGS, pairs, args.lever_budget, middle_weight, args.size, out,
-                                  out / "quality_pictures.png"),
+        "pictures": picture_sheet(records, CONFIGS, pairs, args.lever_budget, middle_weight, args.size,
+                                  pictures(args), out / "quality_pictures.png"),
     }
     results = {
         "machine": machine(), "timing_load": timing_load, "size": args.size, "weights": args.weights,

@@ -146,7 +146,8 @@ class Yardstick:
     def __init__(self, size: int):
         spec = LossSpec()
         self.shape = load_image(CONTENT, size).shape[-2:]
-        self.objective = spec.objective(VGG19(precision="float32"), load_image(CONTENT, size), [load_image(STYLE, size)])
+        content, style = load_image(CONTENT, size), load_image(STYLE, size)
+        self.objective = spec.objective(VGG19(precision="float32"), content, [style])
         self.weights = spec.weights()
 
     def __call__(self, image: torch.Tensor) -> float:
