@@ -44,9 +44,10 @@ notebooks: setup
 bench: setup
 	$(BIN)/python bench/speed.py
 
-# Quality per second against the classic recipe (about 90 minutes on 2 idle cores; QUICK=1: a minute or two).
+# Quality per second against the classic recipe (about 90 minutes on 2 idle cores; QUICK=1: a minute or two;
+# QUALITY_ARGS: any other options of bench/quality.py, e.g. QUALITY_ARGS="--size 128 --resume").
 bench-quality: setup
-	$(BIN)/python bench/quality.py $(if $(QUICK),--quick)
+	$(BIN)/python bench/quality.py $(if $(QUICK),--quick) $(QUALITY_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

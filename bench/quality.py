@@ -533,13 +533,14 @@ def picture_sheet(records, configs, pairs, budget, middle_weight, size, folder: 
                 min(rows, key=lambda r: abs(math.log(r["content_error"] / target))) if target
                 else next((r for r in rows if r["style_weight"] == middle_weight), rows[0])
             )
-        if len(chosen) < 2:
+        paths = {name: picture_path(folder, name, pair, r["style_weight"], budget) for name, r in chosen.items()}
+        if len(chosen) < 2 or not all(path.is_file() for path in paths.values()):  # --resume of a partial folder
             continue
         images += [load_image(pair[0], size), load_image(pair[1], size)]
         labels += [pair[0], pair[1]]
         for name, label in ((CLASSIC.name, "classic"), (default.name, "default")):
             r = chosen[name]
-            images.append(load_image(picture_path(folder, name, pair, r["style_weight"], budget)))
+            images.append(load_image(paths[name]))
             labels.append(f"{label}, style weight {r['style_weight']:g}\n"
                           f"content error {r['content_error']:.3f}\nstyle error {r['style_error']:.4f}")
     if not images:
