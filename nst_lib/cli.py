@@ -151,10 +151,11 @@ def _transfer(args) -> None:
 
 
 def _assets(args) -> None:
-    from .assets import manifest
+    from .assets import describe_sources, manifest
 
     for asset in manifest().values():
         print(f"{asset.name:24} {asset.role:8} {asset.title} - {asset.author} ({asset.license})")
+    print(describe_sources())
 
 
 def main(argv=None) -> int:
