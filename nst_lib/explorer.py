@@ -34,7 +34,8 @@ from PIL import Image
 from . import assets, profiles
 from .files import atomic_write
 from .images import decode_image, open_image, pil_to_tensor, resize, save_image, tensor_to_pil
-from .optimize import OPTIMIZERS, Result, transfer
+from .losses import LossSpec
+from .optimize import INITS, OPTIMIZERS, Result, transfer
 from .vgg import CONV_LAYERS, VGG19, pick_device
 
 # Measured on 2 CPU cores: about 0.11 s per evaluation at 128 px, so with a
@@ -75,6 +76,7 @@ class Run:
         return {
             "run": self.number,
             **self.settings,
+            "loss": self.result.params["loss"],
             "transfer": self.result.params,
             "evaluations": self.result.evaluations,
             "seconds": round(self.result.seconds, 2),
@@ -125,7 +127,7 @@ class Explorer:
         model: VGG19 | None = None,
         *,
         weights: str = profiles.WEIGHTS,
-        device: str = "auto",
+        device: str = profiles.DEVICE,
         size: int | None = None,
         steps: int | None = None,
         preview_every: int = PREVIEW_EVERY,
@@ -151,7 +153,7 @@ class Explorer:
             self._say("A run is already going: press Stop first.", error=True)
             return False
         try:
-            settings, content, styles = self._prepare()
+            settings, loss, content, styles = self._prepare()
         except USER_ERRORS as error:
             self._say(str(error), error=True)
             return False
@@ -165,7 +167,7 @@ class Explorer:
         self.stop_button.disabled = False
         height, width = content.shape[-2:]
         self._say(f"Running {settings['steps']} evaluations at {width}x{height} px…")
-        self._worker = threading.Thread(target=self._work, args=(settings, content, styles), daemon=True)
+        self._worker = threading.Thread(target=self._work, args=(settings, loss, content, styles), daemon=True)
         self._worker.start()
         return True
 
@@ -230,6 +232,21 @@ class Explorer:
             "preserve_colors": self.preserve_colors.value,
         }
 
+    def loss_spec(self) -> LossSpec:
+        """The loss the controls describe (checked: a ValueError says what is wrong)."""
+        s = self.settings()
+        if not s["style_layers"]:
+            raise ValueError("No style layer is selected: pick at least one (Ctrl- or Shift-click picks several).")
+        blend = (1 - s["second_style_weight"], s["second_style_weight"]) if s["second_style"] else None
+        return LossSpec(
+            content_layers=(s["content_layer"],),
+            style_layers=tuple(s["style_layers"]),
+            content_weight=s["content_weight"],
+            style_weight=s["style_weight"],
+            tv_weight=s["tv_weight"],
+            style_blend=blend,
+        )
+
     def describe(self) -> str:
         """One line that says what pressing Run would do now."""
         s = self.settings()
@@ -267,30 +284,21 @@ class Explorer:
 
     def _prepare(self):
         settings = self.settings()
-        if not settings["style_layers"]:
-            raise ValueError("No style layer is selected: pick at least one (Ctrl- or Shift-click picks several).")
+        loss = self.loss_spec()
         size = settings["size"]
         content = pil_to_tensor(resize(self._picture(settings["content"]), size))
         style_names = [settings["style"]] + ([settings["second_style"]] if settings["second_style"] else [])
         styles = [pil_to_tensor(resize(self._picture(name), size)) for name in style_names]
-        return settings, content, styles
+        return settings, loss, content, styles
 
-    def _work(self, settings: dict, content: torch.Tensor, styles: list[torch.Tensor]) -> None:
+    def _work(self, settings: dict, loss: LossSpec, content: torch.Tensor, styles: list[torch.Tensor]) -> None:
         started = time.perf_counter()
-        blend = None
-        if settings["second_style"]:
-            blend = [1 - settings["second_style_weight"], settings["second_style_weight"]]
         try:
             result = transfer(
                 content,
                 styles,
                 model=self.model,
-                style_blend=blend,
-                content_layers=[settings["content_layer"]],
-                style_layers=settings["style_layers"],
-                content_weight=settings["content_weight"],
-                style_weight=settings["style_weight"],
-                tv_weight=settings["tv_weight"],
+                loss=loss,
                 init=settings["init"],
                 seed=settings["seed"],
                 preserve_colors=settings["preserve_colors"],
@@ -354,6 +362,13 @@ class Explorer:
     # Building and updating the widgets.
 
     def _build(self, size: int, steps: int, output_dir) -> None:
+        self._make_image_controls()
+        self._make_loss_controls()
+        self._make_run_controls(size, steps, output_dir)
+        self._wire()
+        self.ui = self._layout()
+
+    def _make_image_controls(self) -> None:
         contents, styles = assets.names("content"), assets.names("style")
         self.content = widgets.Dropdown(options=contents, value=contents[0], description="content", **_control())
         self.content_upload = widgets.FileUpload(accept="image/*", description="own content")
@@ -370,6 +385,7 @@ class Explorer:
             widgets.Image(format="png", layout=widgets.Layout(align_self="flex-start")) for _ in range(3)
         )
 
+    def _make_loss_controls(self) -> None:
         self.content_layer = widgets.Dropdown(
             options=CONV_LAYERS, value=profiles.CONTENT_LAYERS[0], description="content layer", **_control()
         )
@@ -388,7 +404,9 @@ class Explorer:
             value=profiles.TV_WEIGHT, min=0, max=100, step=0.5, description="total variation", **_control()
         )
         self.preserve_colors = widgets.Checkbox(value=False, description="keep the content's colours", indent=False)
-        self.init = widgets.ToggleButtons(options=["noise", "content"], value=profiles.INIT, description="start from")
+
+    def _make_run_controls(self, size: int, steps: int, output_dir) -> None:
+        self.init = widgets.ToggleButtons(options=list(INITS), value=profiles.INIT, description="start from")
         self.optimizer = widgets.ToggleButtons(
             options=[(OPTIMIZER_LABELS[name], name) for name in OPTIMIZERS], value=profiles.OPTIMIZER,
             description="optimizer",
@@ -411,10 +429,10 @@ class Explorer:
         self.loss_plot = widgets.Image(value=_loss_png({}), format="png")
         self.strip = widgets.HBox(layout=widgets.Layout(overflow="auto", width="100%"))
 
+    def _wire(self) -> None:
         # Class names that a browser (or a person's CSS) can find the parts by.
         for name in ("run_button", "stop_button", "save_button", "preview", "loss_plot", "strip", "message"):
             getattr(self, name).add_class(f"nst-{name.replace('_', '-')}")
-
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
         self.save_button.on_click(lambda _: self.save())
@@ -424,10 +442,11 @@ class Explorer:
             dropdown.observe(lambda _: self._show_thumbnails(), names="value")
         self._show_thumbnails()
 
+    def _layout(self) -> widgets.Widget:
         def column(*children):
             return widgets.VBox(list(children), layout=widgets.Layout(margin="0 12px 8px 0"))
 
-        self.ui = widgets.VBox(
+        return widgets.VBox(
             [
                 widgets.HBox(
                     [

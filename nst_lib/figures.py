@@ -104,6 +104,17 @@ def save_figure(figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
     return path
 
 
+def speed_table(rows: Sequence[tuple[str, Sequence[int], int, float]]) -> str:
+    """A Markdown table of timings, one row per (method, image shape (..., H, W), iterations, seconds),
+    with each time also as a multiple of the fastest."""
+    fastest = min(seconds for *_, seconds in rows)
+    lines = ["| method | image (px) | iterations | seconds | x fastest |", "| --- | --- | --- | --- | --- |"]
+    for method, shape, iterations, seconds in rows:
+        height, width = shape[-2:]
+        lines.append(f"| {method} | {width} x {height} | {iterations} | {seconds:.3g} | {seconds / fastest:,.0f} |")
+    return "\n".join(lines)
+
+
 class Table:
     """Rows of a results table; shows as HTML in notebooks (and so in the report).
 

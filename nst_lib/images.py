@@ -143,6 +143,17 @@ def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(array, mode="RGB")
 
 
+def image_files_in(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly inside ``folder`` (by suffix), sorted by name."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ImageError(f"{folder} is not a folder: give a folder of images.")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SAVE_FORMATS)
+    if not files:
+        raise ImageError(f"{folder} holds no images ({', '.join(SAVE_FORMATS)}): add some or give another folder.")
+    return files
+
+
 def load_image(name_or_path: str | os.PathLike, size: int | None = None) -> torch.Tensor:
     """A named image (see ``assets``) or an image file -> tensor (1, 3, H, W) in [0, 1].
 

@@ -24,7 +24,8 @@ own losses. A style target is shared by the batch; content targets may be one
 per image (B, N, H, W), each normalized by its own magnitude.
 
 The objective is ``content_weight * content + STYLE_SCALE * style_weight *
-style + tv_weight * tv``. ``STYLE_SCALE`` is a fixed constant chosen once so
+style + tv_weight * tv``; ``LossSpec`` holds those settings and is the only
+code that applies ``STYLE_SCALE``. ``STYLE_SCALE`` is a fixed constant chosen once so
 that the style weights of the classic sweep (1, 100, 1e3, 1e4, 1e6 with
 content weight 1, from noise) keep their meaning: the content wins at 1 and
 100, the two balance around 1e3 to 1e4 (the default is 1e4), and the style
@@ -33,14 +34,19 @@ washes the content out at 1e6.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
+from . import profiles
 from .vgg import check_layers
 
 # See the module docstring: puts the balance of content and style at style_weight 1e3-1e4.
 STYLE_SCALE = 1e-3
+# Loss weights above this are typing mistakes, not settings.
+MAX_WEIGHT = 1e12
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
@@ -64,13 +70,22 @@ def _layer_weights(layers, weights) -> dict[str, float]:
         weights = [1.0] * len(layers)
     elif isinstance(weights, Mapping):
         weights = [weights[name] for name in layers]
-    weights = [float(w) for w in weights]
+    weights = _check_shares(weights, "Layer weights")
     if len(weights) != len(layers):
         raise ValueError(f"Got {len(weights)} layer weights for {len(layers)} layers: give one per layer.")
-    if any(not w >= 0 or w == float("inf") for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"Layer weights must be finite, non-negative and not all zero; got {weights}.")
     total = sum(weights)
     return {name: w / total for name, w in zip(layers, weights)}
+
+
+def _check_shares(values, what: str) -> tuple[float, ...]:
+    """Blend or layer weights: finite, non-negative, not all zero."""
+    try:
+        values = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numbers, got {values!r}.") from None
+    if any(not (v >= 0 and math.isfinite(v)) for v in values) or sum(values) <= 0:
+        raise ValueError(f"{what} must be finite, non-negative and not all zero; got {list(values)}.")
+    return values
 
 
 class ContentLoss:
@@ -160,11 +175,9 @@ class StyleLoss:
             targets = [targets]
         if not targets:
             raise ValueError("No style image given: StyleLoss needs at least one.")
-        blend = [1.0] * len(targets) if blend is None else [float(b) for b in blend]
+        blend = _check_shares([1.0] * len(targets) if blend is None else blend, "Style blend weights")
         if len(blend) != len(targets):
             raise ValueError(f"Got {len(blend)} blend weights for {len(targets)} style images: give one per style.")
-        if any(not b >= 0 or b == float("inf") for b in blend) or sum(blend) <= 0:
-            raise ValueError(f"Style blend weights must be finite, non-negative and not all zero; got {blend}.")
         self.weights = _layer_weights(list(targets[0]), layer_weights)
         total = sum(blend)
         self.grams = {
@@ -192,53 +205,183 @@ def total_variation(image: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+def check_weight(value, name: str) -> float:
+    """A loss weight as a float in [0, MAX_WEIGHT], or a ValueError that names it."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}.") from None
+    if not 0 <= value <= MAX_WEIGHT:
+        raise ValueError(f"{name}={value:g} is out of range: use a number from 0 to {MAX_WEIGHT:g}.")
+    return value
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What an image is optimized (or a generator trained) against: layers, weights, style blend.
+
+    ``content_layers``, ``style_layers``: VGG-19 layer names. A term whose
+    weight is 0 is left out, and then its layers are not needed.
+    ``content_weight``, ``style_weight``, ``tv_weight``: in [0, 1e12], not
+    content and style both 0.
+    ``style_blend``: one weight per style image (None: equal).
+    ``style_layer_weights``: one per style layer (None: equal).
+
+    A spec checks itself when made, so every later use can trust it; runs
+    record it with ``to_dict()`` and read it back with ``from_dict()``.
+    """
+
+    content_layers: tuple[str, ...] = profiles.CONTENT_LAYERS
+    style_layers: tuple[str, ...] = profiles.STYLE_LAYERS
+    content_weight: float = profiles.CONTENT_WEIGHT
+    style_weight: float = profiles.STYLE_WEIGHT
+    tv_weight: float = profiles.TV_WEIGHT
+    style_blend: tuple[float, ...] | None = None
+    style_layer_weights: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        def set_field(name, value):
+            object.__setattr__(self, name, value)
+
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            set_field(name, check_weight(getattr(self, name), name))
+        if self.content_weight + self.style_weight == 0:
+            raise ValueError("Both content_weight and style_weight are 0: there is nothing to optimize for.")
+        set_field("content_layers", _checked_layers(self.content_layers, needed=self.content_weight > 0))
+        set_field("style_layers", _checked_layers(self.style_layers, needed=self.style_weight > 0))
+        if self.style_blend is not None:
+            set_field("style_blend", _check_shares(self.style_blend, "Style blend weights"))
+        if self.style_layer_weights is not None:
+            set_field("style_layer_weights", _check_shares(self.style_layer_weights, "Style layer weights"))
+            if len(self.style_layer_weights) != len(self.style_layers):
+                raise ValueError(
+                    f"Got {len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} "
+                    "style layers: give one per layer."
+                )
+
+    @property
+    def active_content_layers(self) -> tuple[str, ...]:
+        """The content layers, or none when the content weight is 0."""
+        return self.content_layers if self.content_weight > 0 else ()
+
+    @property
+    def active_style_layers(self) -> tuple[str, ...]:
+        """The style layers, or none when the style weight is 0."""
+        return self.style_layers if self.style_weight > 0 else ()
+
+    @property
+    def layers(self) -> list[str]:
+        """Every layer the objective reads, each once, content layers first."""
+        return list(dict.fromkeys([*self.active_content_layers, *self.active_style_layers]))
+
+    def weights(self) -> dict[str, float]:
+        """The weight of each term of the objective that is switched on (``STYLE_SCALE`` applied)."""
+        weights = {"content": self.content_weight, "style": STYLE_SCALE * self.style_weight, "tv": self.tv_weight}
+        return {name: w for name, w in weights.items() if w > 0}
+
+    def replace(self, **changes) -> "LossSpec":
+        """This spec with some fields changed (checked again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: tuples become lists."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "LossSpec":
+        """The spec recorded by ``to_dict`` (unknown keys are an error, missing ones take the defaults)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"Not a loss specification: unknown fields {', '.join(unknown)}.")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def check_images(self, content: torch.Tensor | None, styles: Sequence[torch.Tensor]) -> None:
+        """Raise a ValueError when the images given cannot feed the terms switched on."""
+        if self.content_weight > 0 and content is None:
+            raise ValueError("content_weight is above 0 but no content image was given.")
+        if self.style_weight > 0 and not styles:
+            raise ValueError("style_weight is above 0 but no style image was given.")
+        if self.style_weight > 0 and self.style_blend is not None and len(self.style_blend) != len(styles):
+            raise ValueError(
+                f"Got {len(self.style_blend)} blend weights for {len(styles)} style images: give one per style."
+            )
+
+    def objective(self, model, content: torch.Tensor | None = None, styles: Sequence[torch.Tensor] = ()):
+        """The ``PerceptualLoss`` of this spec, with targets from ``content`` and ``styles`` computed once."""
+        self.check_images(content, styles)
+        return PerceptualLoss(self, model, content, styles)
+
+    def evaluate(
+        self, model, image: torch.Tensor, content: torch.Tensor | None, styles: Sequence[torch.Tensor]
+    ) -> dict[str, float]:
+        """The terms of ``image`` as ``transfer`` measures them, unweighted, plus the weighted ``total``."""
+        styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
+        spec = self if content is not None or self.content_weight == 0 else self.replace(content_weight=0.0)
+        with torch.no_grad():
+            terms = spec.objective(model, content, styles)(image.to(model.device))
+        values = {name: float(value) for name, value in terms.items()}
+        weights = spec.weights()
+        values["total"] = sum(weights[name] * value for name, value in values.items())
+        return values
+
+
+def _checked_layers(layers, needed: bool) -> tuple[str, ...]:
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    return tuple(check_layers(layers)) if needed or layers else ()
+
+
+class PerceptualLoss:
+    """A ``LossSpec``'s terms with their targets: a function image -> {"content", "style", "tv"}.
+
+    Each value is the unweighted term (weigh them with ``spec.weights()``);
+    terms that are switched off are left out. ``model`` is a VGG19 (or
+    anything that maps (image, layers) to {layer: features}).
+    ``set_content`` swaps the content targets (a generator's training crops)
+    and keeps the style targets.
+    """
+
+    def __init__(self, spec: LossSpec, model, content: torch.Tensor | None, styles: Sequence[torch.Tensor]):
+        self.spec = spec
+        self.model = model
+        self.content_loss = None
+        self.style_loss = None
+        if spec.active_style_layers:
+            with torch.no_grad():
+                targets = [model(s.to(model.device), spec.active_style_layers) for s in styles]
+            self.style_loss = StyleLoss(targets, spec.style_blend, spec.style_layer_weights)
+        if content is not None:
+            self.set_content(content)
+
+    def set_content(self, content: torch.Tensor) -> None:
+        """Measure the content term against ``content`` (1 or B images) from now on."""
+        if self.spec.active_content_layers:
+            with torch.no_grad():
+                targets = self.model(content.to(self.model.device), self.spec.active_content_layers)
+            self.content_loss = ContentLoss(targets)
+
+    def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = {}
+        if self.spec.layers:
+            features = self.model(image, self.spec.layers)
+            if self.spec.active_content_layers:
+                if self.content_loss is None:
+                    raise ValueError("The content term is switched on but no content image was set.")
+                terms["content"] = self.content_loss(features)
+            if self.style_loss is not None:
+                terms["style"] = self.style_loss(features)
+        if self.spec.tv_weight > 0:
+            terms["tv"] = total_variation(image)
+        return terms
+
+
 def content_distance(model, image: torch.Tensor, reference: torch.Tensor, layers) -> float:
     """Content loss of ``image`` against ``reference`` (the convention above), at ``layers``."""
-    device = model.input_shift.device
     with torch.no_grad():
-        return float(ContentLoss(model(reference.to(device), layers))(model(image.to(device), layers)))
+        return float(ContentLoss(model(reference.to(model.device), layers))(model(image.to(model.device), layers)))
 
 
 def style_distance(model, image: torch.Tensor, reference: torch.Tensor, layers) -> float:
     """Style (Gram) loss of ``image`` against ``reference`` (the convention above), at ``layers``."""
-    device = model.input_shift.device
     with torch.no_grad():
-        return float(StyleLoss([model(reference.to(device), layers)])(model(image.to(device), layers)))
-
-
-def perceptual_objective(
-    model,
-    content: torch.Tensor | None,
-    styles: Sequence[torch.Tensor],
-    content_layers: Sequence[str],
-    style_layers: Sequence[str],
-    blend=None,
-    style_layer_weights=None,
-    use_tv: bool = False,
-):
-    """A function image -> {"content", "style", "tv": unweighted loss} with the targets computed once.
-
-    Terms with no layers (or no ``use_tv``) are left out; ``model`` is a VGG19
-    (or anything that maps (image, layers) to {layer: features}).
-    """
-    content_loss = style_loss = None
-    with torch.no_grad():
-        if content_layers:
-            content_loss = ContentLoss(model(content, content_layers))
-        if style_layers:
-            style_loss = StyleLoss([model(s, style_layers) for s in styles], blend, style_layer_weights)
-    layers = list(dict.fromkeys([*content_layers, *style_layers]))
-
-    def objective(image: torch.Tensor) -> dict[str, torch.Tensor]:
-        terms = {}
-        if layers:
-            features = model(image, layers)
-            if content_loss is not None:
-                terms["content"] = content_loss(features)
-            if style_loss is not None:
-                terms["style"] = style_loss(features)
-        if use_tv:
-            terms["tv"] = total_variation(image)
-        return terms
-
-    return objective
+        return float(StyleLoss([model(reference.to(model.device), layers)])(model(image.to(model.device), layers)))

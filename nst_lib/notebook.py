@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from . import profiles
 from .figures import save_figure
 from .files import atomic_write
 from .images import load_image
@@ -85,9 +86,9 @@ def setup(
     *,
     size: int | None = None,
     steps: int | None = None,
-    device: str = "auto",
-    weights: str = "oxford",
-    pooling: str = "max",
+    device: str = profiles.DEVICE,
+    weights: str = profiles.WEIGHTS,
+    pooling: str = profiles.POOLING,
     output_dir: str | os.PathLike = "figures",
 ) -> Setup:
     """Resolve a notebook's parameters; record them in ``<output_dir>/setup.json``."""

@@ -33,12 +33,12 @@ from tqdm.auto import tqdm
 
 from . import profiles
 from .images import luminance_only, match_luminance, rgb_to_yiq, yiq_to_rgb
-from .losses import STYLE_SCALE, perceptual_objective
-from .vgg import VGG19, check_layers, min_image_side
+from .losses import LossSpec
+from .vgg import VGG19, min_image_side
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("noise", "content")
-MAX_WEIGHT = 1e12
+MAX_SCALES = 4
 MAX_ROLLBACKS = 5
 # Strength of the pull back into [0, 1], relative to the sum of the loss weights.
 RANGE_PENALTY = 10.0
@@ -56,6 +56,7 @@ class Result:
     ``times``: per evaluation, seconds since the run started.
     ``events``: rollbacks, restarts and early stops, one sentence each.
     ``stopped``: True when the caller stopped the run before its budget was spent.
+    ``params``: what ``transfer`` was asked for (JSON-ready; the loss under "loss").
     """
 
     image: torch.Tensor
@@ -79,6 +80,13 @@ class Result:
         total = self.history["total"]
         return len(total) > 1 and min(total) < total[0]
 
+    @property
+    def loss(self) -> LossSpec:
+        """The loss specification this image was optimized against (from ``params``)."""
+        if "loss" not in self.params:
+            raise ValueError("This result records no loss specification: it did not come from transfer().")
+        return LossSpec.from_dict(self.params["loss"])
+
 
 class _StopRun(Exception):
     pass
@@ -88,18 +96,8 @@ class _NonFinite(Exception):
     pass
 
 
-def check_weight(value, name: str) -> float:
-    """A loss weight as a float in [0, MAX_WEIGHT], or a ValueError that names it."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}.") from None
-    if not 0 <= value <= MAX_WEIGHT:
-        raise ValueError(f"{name}={value:g} is out of range: use a number from 0 to {MAX_WEIGHT:g}.")
-    return value
-
-
 def check_steps(steps, name: str = "steps") -> int:
+    """A whole number of at least 1, or a ValueError that names it."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"{name} must be a whole number of at least 1, got {steps!r}.")
     return steps
@@ -129,105 +127,137 @@ def optimize_image(
     Event) is checked before each evaluation.
     """
     steps = check_steps(steps)
+    lr = _learning_rate(optimizer, lr)
+    if isinstance(should_stop, threading.Event):
+        should_stop = should_stop.is_set
+    run = _Run(objective, init, dict(weights), steps, progress_bar(progress, steps, description))
+    run.callback, run.callback_every, run.should_stop = callback, callback_every, should_stop
+    try:
+        _descend(run, optimizer, lr, line_search)
+    finally:
+        run.bar.close()
+    if run.count == 0:
+        raise RuntimeError("The objective could not be evaluated even once with a finite value.")
+    if callback is not None and run.count % callback_every != 0:
+        callback(run.count, run.best, run.latest())
+    return run.result()
+
+
+def _learning_rate(optimizer: str, lr) -> float:
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {optimizer!r}: choose 'lbfgs' or 'adam'.")
     lr = profiles.LEARNING_RATES[optimizer] if lr is None else float(lr)
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"The learning rate must be a positive number, got {lr!r}.")
-    if isinstance(should_stop, threading.Event):
-        should_stop = should_stop.is_set
-    weights = dict(weights)
-    range_weight = RANGE_PENALTY * max(sum(weights.values()), 1e-12)
+    return lr
 
-    image = init.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
-    best = image.detach().clamp(0, 1)
-    best_total = math.inf
-    best_index = -1
-    history: dict[str, list[float]] = {}
-    times: list[float] = []
-    events: list[str] = []
-    count = 0
-    bar = progress_bar(progress, steps, description)
 
-    def closure():
-        nonlocal count, best, best_total, best_index
-        if count >= steps:
+class _Run:
+    """The state of one optimization; ``evaluate`` is the closure the optimizers call."""
+
+    def __init__(self, objective: Objective, init: torch.Tensor, weights: dict, steps: int, bar):
+        self.objective, self.weights, self.steps, self.bar = objective, weights, steps, bar
+        self.range_weight = RANGE_PENALTY * max(sum(weights.values()), 1e-12)
+        self.image = init.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+        self.best = self.image.detach().clamp(0, 1)
+        self.best_total = math.inf
+        self.best_index = -1
+        self.history: dict[str, list[float]] = {}
+        self.times: list[float] = []
+        self.events: list[str] = []
+        self.count = 0
+        self.stopped = False
+        self.optimizer = None
+        self.callback, self.callback_every, self.should_stop = None, 1, None
+        self.start = time.perf_counter()
+
+    def evaluate(self) -> torch.Tensor:
+        """One forward and backward pass: the loss the optimizer minimizes, with the image's gradient."""
+        if self.count >= self.steps or (self.should_stop is not None and self.should_stop()):
             raise _StopRun
-        if should_stop is not None and should_stop():
-            raise _StopRun
-        optim.zero_grad(set_to_none=True)
-        shown = image.clamp(0, 1)
-        terms = objective(shown)
-        total = sum(weights[name] * value for name, value in terms.items())
-        penalty = range_weight * (image - shown).pow(2).mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        shown = self.image.clamp(0, 1)
+        terms = self.objective(shown)
+        total = sum(self.weights[name] * value for name, value in terms.items())
+        penalty = self.range_weight * (self.image - shown).pow(2).mean()
         (total + penalty).backward()
         total_value = float(total.detach())
-        if not math.isfinite(total_value) or not torch.isfinite(image.grad).all():
+        if not math.isfinite(total_value) or not torch.isfinite(self.image.grad).all():
             raise _NonFinite
-        count += 1
-        for name, value in terms.items():
-            history.setdefault(name, []).append(float(value.detach()))
-        history.setdefault("total", []).append(total_value)
-        times.append(time.perf_counter() - start)
-        if total_value < best_total:
-            best_total, best, best_index = total_value, shown.detach().clone(), count - 1
-        bar.update(1)
-        if callback is not None and count % callback_every == 0:
-            callback(count, shown.detach(), {k: v[-1] for k, v in history.items()})
+        self._record(terms, total_value, shown.detach())
         return total + penalty
 
-    start = time.perf_counter()
-    stopped = False
+    def _record(self, terms, total_value: float, shown: torch.Tensor) -> None:
+        self.count += 1
+        for name, value in terms.items():
+            self.history.setdefault(name, []).append(float(value.detach()))
+        self.history.setdefault("total", []).append(total_value)
+        self.times.append(time.perf_counter() - self.start)
+        if total_value < self.best_total:
+            self.best_total, self.best, self.best_index = total_value, shown.clone(), self.count - 1
+        if not self.bar.disable:
+            self.bar.set_postfix_str(" ".join(f"{k} {v[-1]:.3g}" for k, v in self.history.items()), refresh=False)
+        self.bar.update(1)
+        if self.callback is not None and self.count % self.callback_every == 0:
+            self.callback(self.count, shown, self.latest())
+
+    def latest(self) -> dict[str, float]:
+        return {name: values[-1] for name, values in self.history.items()}
+
+    def roll_back(self) -> None:
+        with torch.no_grad():
+            self.image.copy_(self.best)
+
+    def result(self) -> Result:
+        return Result(
+            image=self.best.cpu(),
+            history=self.history,
+            times=self.times,
+            evaluations=self.count,
+            seconds=time.perf_counter() - self.start,
+            events=self.events,
+            stopped=self.stopped,
+            best_index=self.best_index,
+        )
+
+
+def _descend(run: _Run, optimizer: str, lr: float, line_search: bool) -> None:
+    """Spend the run's budget: restart L-BFGS when it stops early, roll back and halve the
+    learning rate when the loss is not finite, give up after ``MAX_ROLLBACKS``."""
     rollbacks = 0
-    while count < steps:
-        optim = _make_optimizer(optimizer, image, lr, steps - count, line_search)
-        before = count
+    while run.count < run.steps:
+        run.optimizer = _make_optimizer(optimizer, run.image, lr, run.steps - run.count, line_search)
+        before = run.count
         try:
             if optimizer == "lbfgs":
-                optim.step(closure)
+                run.optimizer.step(run.evaluate)
             else:
                 while True:
-                    optim.step(closure)
+                    run.optimizer.step(run.evaluate)
         except _StopRun:
-            stopped = count < steps
-            break
+            run.stopped = run.count < run.steps
+            return
         except _NonFinite:
             rollbacks += 1
-            with torch.no_grad():
-                image.copy_(best)
+            run.roll_back()
             if rollbacks > MAX_ROLLBACKS:
-                events.append(
-                    f"Evaluation {count + 1}: the loss was not finite {rollbacks} times; "
+                run.events.append(
+                    f"Evaluation {run.count + 1}: the loss was not finite {rollbacks} times; "
                     "stopped and kept the best image so far."
                 )
-                break
+                return
             lr /= 2
-            events.append(
-                f"Evaluation {count + 1}: the loss was not finite; rolled back to the best image so far "
+            run.events.append(
+                f"Evaluation {run.count + 1}: the loss was not finite; rolled back to the best image so far "
                 f"and restarted with learning rate {lr:g}."
             )
             continue
-        if count >= steps:
-            break
-        if count - before < 3:  # L-BFGS found no descent direction twice in a row: converged
-            events.append(f"Converged after {count} evaluations (no further descent direction).")
-            break
-        events.append(f"L-BFGS stopped early at evaluation {count}; restarted it with a fresh history.")
-    bar.close()
-    if count == 0:
-        raise RuntimeError("The objective could not be evaluated even once with a finite value.")
-    if callback is not None and count % callback_every != 0:
-        callback(count, best, {k: v[-1] for k, v in history.items()})
-    return Result(
-        image=best.cpu(),
-        history=history,
-        times=times,
-        evaluations=count,
-        seconds=time.perf_counter() - start,
-        events=events,
-        stopped=stopped,
-        best_index=best_index,
-    )
+        if run.count >= run.steps:
+            return
+        if run.count - before < 3:  # L-BFGS found no descent direction twice in a row: converged
+            run.events.append(f"Converged after {run.count} evaluations (no further descent direction).")
+            return
+        run.events.append(f"L-BFGS stopped early at evaluation {run.count}; restarted it with a fresh history.")
 
 
 def _make_optimizer(name, image, lr, budget, line_search):
@@ -263,13 +293,7 @@ def transfer(
     styles: torch.Tensor | Sequence[torch.Tensor] = (),
     *,
     model: VGG19 | None = None,
-    style_blend: Sequence[float] | None = None,
-    content_layers: Sequence[str] = profiles.CONTENT_LAYERS,
-    style_layers: Sequence[str] = profiles.STYLE_LAYERS,
-    style_layer_weights: Sequence[float] | None = None,
-    content_weight: float = profiles.CONTENT_WEIGHT,
-    style_weight: float = profiles.STYLE_WEIGHT,
-    tv_weight: float = profiles.TV_WEIGHT,
+    loss: LossSpec | None = None,
     init: str | torch.Tensor = profiles.INIT,
     shape: tuple[int, int] | None = None,
     seed: int = profiles.SEED,
@@ -283,7 +307,10 @@ def transfer(
 
     ``content``: (1, 3, H, W) in [0, 1], or None for texture synthesis (then
     the output has ``shape`` (H, W), by default the first style's).
-    ``styles``: style images, each at its own size; ``style_blend`` weighs them.
+    ``styles``: style images, each at its own size.
+    ``loss``: layers, weights and style blend (default: ``LossSpec()``, the
+    report's settings); content reconstruction is ``style_weight=0``,
+    texture synthesis ``content_weight=0``.
     ``init``: "noise" (uniform, seeded), "content", or an image tensor.
     ``scales``: levels of coarse-to-fine optimization (1 = single scale); each
     level halves the size of the next. The full-size level runs ``steps``
@@ -294,40 +321,14 @@ def transfer(
     callback, ...). The model defaults to the Oxford VGG-19 with max pooling.
     """
     styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
-    content_weight = check_weight(content_weight, "content_weight")
-    style_weight = check_weight(style_weight, "style_weight")
-    tv_weight = check_weight(tv_weight, "tv_weight")
-    content_layers = check_layers(content_layers) if content_weight > 0 else []
-    style_layers = check_layers(style_layers) if style_weight > 0 else []
-    if content_weight > 0 and content is None:
-        raise ValueError("content_weight is above 0 but no content image was given.")
-    if style_weight > 0 and not styles:
-        raise ValueError("style_weight is above 0 but no style image was given.")
-    if content_weight + style_weight == 0:
-        raise ValueError("Both content_weight and style_weight are 0: there is nothing to optimize for.")
-    if isinstance(init, str) and init not in INITS:
-        raise ValueError(f"Unknown init {init!r}: choose 'noise', 'content' or pass an image tensor.")
-    if isinstance(init, str) and init == "content" and content is None:
-        raise ValueError("init='content' needs a content image.")
-    if isinstance(scales, bool) or not isinstance(scales, int) or not 1 <= scales <= 4:
-        raise ValueError(f"scales must be 1, 2, 3 or 4, got {scales!r}.")
+    loss = LossSpec() if loss is None else loss
+    loss.check_images(content, styles)
+    _check_start(init, content, scales)
     steps = check_steps(steps)
     if coarse_steps is not None:
         check_steps(coarse_steps, "coarse_steps")
-    model = model if model is not None else VGG19(profiles.WEIGHTS, profiles.POOLING)
-    device = model.input_shift.device
-
-    if content is not None:
-        shape = tuple(content.shape[-2:])
-    elif shape is None:
-        shape = tuple(styles[0].shape[-2:])
-    layers = list(dict.fromkeys([*content_layers, *style_layers]))
-    smallest = min_image_side(layers)
-    if min(shape) < smallest:
-        raise ValueError(
-            f"The image is {shape[1]}x{shape[0]} px but {layers[-1] if len(layers) == 1 else 'the deepest layer'} "
-            f"needs a side of at least {smallest} px: use a larger size or shallower layers."
-        )
+    model = model if model is not None else VGG19()
+    shape = _output_shape(content, styles, shape, loss.layers)
 
     colour_source = content
     if preserve_colors:
@@ -335,67 +336,80 @@ def transfer(
             raise ValueError("preserve_colors needs a content image whose colours to keep.")
         styles = [match_luminance(style, content) for style in styles]
         content = luminance_only(content)
-
-    generator = torch.Generator().manual_seed(seed)
-    if isinstance(init, torch.Tensor):
-        start = init
-    elif init == "noise":
-        start = torch.rand((1, 3, *shape), generator=generator)
-    else:
-        start = content
-
-    params = {
-        "content_layers": content_layers,
-        "style_layers": style_layers,
-        "content_weight": content_weight,
-        "style_weight": style_weight,
-        "tv_weight": tv_weight,
+    start = _start_image(init, content, shape, seed)
+    budgets = [coarse_steps or steps] * (scales - 1) + [steps]
+    levels = list(zip(pyramid(shape, scales, loss), budgets))
+    result = coarse_to_fine(model, loss, content, styles, start, levels, **loop)
+    if preserve_colors:
+        result.image = _recolor(result.image, colour_source)
+    result.params = {
+        "loss": loss.to_dict(),
         "init": init if isinstance(init, str) else "image",
-        "seed": seed,
-        "steps": steps,
-        "scales": scales,
-        "coarse_steps": coarse_steps,
-        "preserve_colors": preserve_colors,
-        "weights": model.weights,
-        "pooling": model.pooling,
-        "size": list(shape),
-        "device": str(device),
+        **dict(seed=seed, steps=steps, scales=scales, coarse_steps=coarse_steps, preserve_colors=preserve_colors),
+        **dict(vgg_weights=model.weights, pooling=model.pooling, size=list(shape), device=str(model.device)),
+        **{k: v for k, v in loop.items() if isinstance(v, (int, float, str, bool))},
     }
-    weights = {"content": content_weight, "style": STYLE_SCALE * style_weight, "tv": tv_weight}
-    weights = {name: w for name, w in weights.items() if w > 0}
+    return result
 
-    level_shapes = [
-        tuple(max(smallest, round(side / 2**level)) for side in shape) for level in reversed(range(scales))
-    ]
+
+def _check_start(init, content, scales) -> None:
+    if isinstance(init, str) and init not in INITS:
+        raise ValueError(f"Unknown init {init!r}: choose 'noise', 'content' or pass an image tensor.")
+    if isinstance(init, str) and init == "content" and content is None:
+        raise ValueError("init='content' needs a content image.")
+    if isinstance(scales, bool) or not isinstance(scales, int) or not 1 <= scales <= MAX_SCALES:
+        raise ValueError(f"scales must be a whole number from 1 to {MAX_SCALES}, got {scales!r}.")
+
+
+def _output_shape(content, styles, shape, layers) -> tuple[int, int]:
+    """The content's (H, W), else ``shape``, else the first style's; checked against the layers' depth."""
+    if content is not None:
+        shape = tuple(content.shape[-2:])
+    elif shape is None:
+        shape = tuple(styles[0].shape[-2:])
+    smallest = min_image_side(layers)
+    if min(shape) < smallest:
+        raise ValueError(
+            f"The image is {shape[1]}x{shape[0]} px but {layers[-1] if len(layers) == 1 else 'the deepest layer'} "
+            f"needs a side of at least {smallest} px: use a larger size or shallower layers."
+        )
+    return shape
+
+
+def _start_image(init, content, shape, seed) -> torch.Tensor:
+    if isinstance(init, torch.Tensor):
+        return init
+    if init == "noise":
+        return torch.rand((1, 3, *shape), generator=torch.Generator().manual_seed(seed))
+    return content
+
+
+def pyramid(shape: tuple[int, int], scales: int, loss: LossSpec) -> list[tuple[int, ...]]:
+    """The (H, W) of each coarse-to-fine level, coarsest first, ending at ``shape``; each level
+    halves the next, but no side goes below what the loss's deepest layer needs."""
+    smallest = min_image_side(loss.layers)
+    return [tuple(max(smallest, round(side / 2**level)) for side in shape) for level in reversed(range(scales))]
+
+
+def coarse_to_fine(model, loss: LossSpec, content, styles, start, levels, **loop) -> Result:
+    """Optimize ``start`` at each (shape, evaluations) level in turn, each level starting from the
+    previous one's image scaled up; the content and styles are scaled with the image.
+    One level is plain single-scale optimization."""
+    full_height = levels[-1][0][0]
     results = []
     image = start
-    for number, level_shape in enumerate(level_shapes, start=1):
-        budget = steps if number == scales else (coarse_steps or steps)
-        factor = level_shape[0] / shape[0]
-        level_content = None if content is None else _resized(content, level_shape)
+    for shape, budget in levels:
+        factor = shape[0] / full_height
+        level_content = None if content is None else _resized(content, shape)
         level_styles = [_resized(s, _scaled(s.shape[-2:], factor)) for s in styles]
-        objective = perceptual_objective(
-            model,
-            level_content.to(device) if level_content is not None else None,
-            [s.to(device) for s in level_styles],
-            content_layers,
-            style_layers,
-            style_blend,
-            style_layer_weights,
-            tv_weight > 0,
-        )
-        image = _resized(image, level_shape).to(device)
-        result = optimize_image(objective, image, weights, steps=budget, **loop)
+        objective = loss.objective(model, level_content, level_styles)
+        image = _resized(image, shape).to(model.device)
+        result = optimize_image(objective, image, loss.weights(), steps=budget, **loop)
         results.append(result)
         image = result.image
         if result.stopped:
             break
-
-    result = _merge(results)
-    if preserve_colors:
-        result.image = _recolor(result.image, colour_source)
-    result.params = {**params, **{k: v for k, v in loop.items() if isinstance(v, (int, float, str, bool))}}
-    return result
+    return _merge(results)
 
 
 def _scaled(shape, factor):

@@ -23,6 +23,8 @@ STEPS = 300
 SIZE = 256
 WEIGHTS = "oxford"
 POOLING = "max"
+PRECISION = "auto"  # bfloat16 where the device runs it natively, float32 elsewhere
+DEVICE = "auto"  # cuda when there is a GPU
 INIT = "noise"
 SEED = 0
 

@@ -22,12 +22,12 @@ import html
 import json
 import os
 import shutil
-import sys
 import time
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
+from . import profiles
 from .files import atomic_write
 from .profiles import PROFILES
 
@@ -76,79 +76,83 @@ def build(
     profile: str = "standard",
     size: int | None = None,
     steps: int | None = None,
-    device: str = "auto",
-    weights: str = "oxford",
+    device: str = profiles.DEVICE,
+    weights: str = profiles.WEIGHTS,
     only: list[str] | None = None,
     log=print,
 ) -> Path:
     """Build the report into ``output`` (replaced only on success); return index.html's path."""
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}: choose one of {', '.join(PROFILES)}.")
-    import papermill  # slow to import; only the build needs it
-
     output = Path(output).resolve()
     partial = output.with_name(output.name + ".partial")
     _recover(output)
     partial.mkdir(parents=True, exist_ok=True)
-    code = code_fingerprint()
     chosen = [nb for nb in notebooks() if not only or any(nb.stem.startswith(o) for o in only)]
     if not chosen:
         raise ValueError(f"No notebook in {notebook_folder()} matches {only}.")
-
+    settings = {"profile": profile, "size": size, "steps": steps, "device": device, "weights": weights}
+    code = code_fingerprint()
     os.environ["NST_PROGRESS"] = "terminal"  # the kernels inherit it: bars on this terminal
     sections = []
     for number, notebook in enumerate(chosen, start=1):
-        folder = partial / notebook.stem
-        parameters = {
-            "profile": profile,
-            "size": size,
-            "steps": steps,
-            "device": device,
-            "weights": weights,
-            "output_dir": str(folder / "figures"),
-        }
-        declared = papermill.inspect_notebook(str(notebook))
-        parameters = {k: v for k, v in parameters.items() if k in declared}  # e.g. the explorer has no profile
-        key = section_key(notebook, {k: v for k, v in parameters.items() if k != "output_dir"}, code)
-        reused = _reuse(folder, output / notebook.stem, key)
-        if reused is not None:
-            log(f"[{number}/{len(chosen)}] {notebook.stem}: unchanged, reused ({reused['seconds']:.0f} s when built)")
-            sections.append(reused)
-            continue
-        log(f"[{number}/{len(chosen)}] {notebook.stem}: running ({profile} profile)")
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        executed = folder / notebook.name
-        start = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(notebook),
-                str(executed),
-                parameters=parameters,
-                cwd=str(folder),
-                progress_bar=False,
-                kernel_name="python3",
-                # Let the kernel's own stderr reach this terminal (progress bars) instead of the notebook.
-                extra_arguments=["--IPKernelApp.capture_fd_output=False", "--IPKernelApp.log_level=ERROR"],
-            )
-        except papermill.PapermillExecutionError as error:
-            raise BuildError(
-                f"{notebook.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "
-                f"the executed copy is {executed}, and the previous report is untouched.\n"
-                f"--- the failing cell ---\n{error.source}"
-            ) from None
-        seconds = time.perf_counter() - start
-        section = {"notebook": notebook.name, "key": key, "parameters": parameters, "seconds": seconds}
-        with atomic_write(folder / SECTION_FILE, "w") as handle:
-            json.dump(section, handle, indent=1)
-        sections.append(section)
-        log(f"    done in {seconds:.0f} s")
-
+        label = f"[{number}/{len(chosen)}] {notebook.stem}"
+        sections.append(_section(notebook, settings, code, partial, output, label, log))
     index = partial / "index.html"
     with atomic_write(index, "w") as handle:
         handle.write(render(partial, sections))
     _swap(partial, output)
     return output / "index.html"
+
+
+def _section(notebook: Path, settings: dict, code: str, partial: Path, output: Path, label: str, log) -> dict:
+    """One section: reused when its key matches a finished one, else run with papermill."""
+    import papermill  # slow to import; only the build needs it
+
+    folder = partial / notebook.stem
+    declared = papermill.inspect_notebook(str(notebook))
+    parameters = {**settings, "output_dir": str(folder / "figures")}
+    parameters = {k: v for k, v in parameters.items() if k in declared}  # e.g. the explorer has no profile
+    key = section_key(notebook, {k: v for k, v in parameters.items() if k != "output_dir"}, code)
+    reused = _reuse(folder, output / notebook.stem, key)
+    if reused is not None:
+        log(f"{label}: unchanged, reused ({reused['seconds']:.0f} s when built)")
+        return reused
+    log(f"{label}: running ({settings['profile']} profile)")
+    seconds = _execute(notebook, folder, parameters)
+    section = {"notebook": notebook.name, "key": key, "parameters": parameters, "seconds": seconds}
+    with atomic_write(folder / SECTION_FILE, "w") as handle:
+        json.dump(section, handle, indent=1)
+    log(f"    done in {seconds:.0f} s")
+    return section
+
+
+def _execute(notebook: Path, folder: Path, parameters: dict) -> float:
+    """Run ``notebook`` into ``folder`` with papermill; its wall time in seconds, or a BuildError."""
+    import papermill
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    executed = folder / notebook.name
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(notebook),
+            str(executed),
+            parameters=parameters,
+            cwd=str(folder),
+            progress_bar=False,
+            kernel_name="python3",
+            # Let the kernel's own stderr reach this terminal (progress bars) instead of the notebook.
+            extra_arguments=["--IPKernelApp.capture_fd_output=False", "--IPKernelApp.log_level=ERROR"],
+        )
+    except papermill.PapermillExecutionError as error:
+        raise BuildError(
+            f"{notebook.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "
+            f"the executed copy is {executed}, and the previous report is untouched.\n"
+            f"--- the failing cell ---\n{error.source}"
+        ) from None
+    return time.perf_counter() - start
 
 
 def _reuse(folder: Path, previous: Path, key: str) -> dict | None:
@@ -303,46 +307,3 @@ def _table(rows) -> str:
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
-
-
-# --------------------------------------------------------------------------------------
-# Command line
-
-
-def add_parser(commands) -> None:
-    parser = commands.add_parser(
-        "report",
-        help="run the notebooks with papermill and build the HTML report",
-        description="Run the numbered notebooks with papermill and render report/<profile>/index.html "
-        "(in the current folder unless --output says otherwise). "
-        "Unchanged sections are reused; the previous report stays until the new one is complete.",
-    )
-    parser.add_argument("--profile", choices=list(PROFILES), default="standard", help="sizes and steps (default: standard)")
-    parser.add_argument("--size", type=int, help="override the profile's image size (px)")
-    parser.add_argument("--steps", type=int, help="override the profile's evaluations per optimization")
-    parser.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default: auto)")
-    parser.add_argument("--weights", default="oxford", help="VGG-19 weights (default: oxford)")
-    parser.add_argument("--output", type=Path, help="report folder (default: report/<profile> in the current folder)")
-    parser.add_argument("--only", nargs="+", metavar="NN", help="build only these sections, e.g. 01 03")
-    parser.set_defaults(handler=_command)
-
-
-def _command(args) -> None:
-    from .vgg import pick_device
-
-    pick_device(args.device)  # fail now, not inside the first notebook
-    output = args.output or Path("report") / args.profile
-    try:
-        index = build(
-            output,
-            profile=args.profile,
-            size=args.size,
-            steps=args.steps,
-            device=args.device,
-            weights=args.weights,
-            only=args.only,
-        )
-    except BuildError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
-    print(f"report: {index}")

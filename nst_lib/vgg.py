@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import profiles
+
 # (channels, convolutions) per block.
 BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
 
@@ -103,10 +105,10 @@ class VGG19(nn.Module):
 
     def __init__(
         self,
-        weights: str | os.PathLike = "oxford",
-        pooling: str = "max",
-        seed: int = 0,
-        precision: str = "auto",
+        weights: str | os.PathLike = profiles.WEIGHTS,
+        pooling: str = profiles.POOLING,
+        seed: int = profiles.SEED,
+        precision: str = profiles.PRECISION,
         channels_last: bool = True,
     ):
         super().__init__()
@@ -139,6 +141,11 @@ class VGG19(nn.Module):
         self.requires_grad_(False)
         self.eval()
         self._fast_weights: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are (move it with ``.to(device)``)."""
+        return self.input_shift.device
 
     def forward(self, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
         """Features of ``image`` (B, 3, H, W; RGB in [0, 1]) at ``layers``, by name.
@@ -192,19 +199,26 @@ def fast_bfloat16(device: torch.device) -> bool:
         return False
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' (CUDA when there is a GPU), 'cpu', 'cuda' or 'cuda:N' -> a usable torch.device."""
+def pick_device(name: str = profiles.DEVICE) -> torch.device:
+    """'auto' (CUDA when there is a GPU), 'cpu', 'cuda', 'cuda:N' or 'mps' -> a usable torch.device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"Unknown device {name!r}: use 'auto', 'cpu' or 'cuda'.") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"Unsupported device {name!r}: use 'auto', 'cpu' or 'cuda'.")
+        raise ValueError(f"Unknown device {name!r}: use 'auto', 'cpu', 'cuda' or 'mps'.") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Unsupported device {name!r}: use 'auto', 'cpu', 'cuda' or 'mps'.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"Device {name!r} was asked for but this machine has no usable CUDA GPU: use 'cpu'.")
+    if device.type == "mps" and not _mps_available():
+        raise ValueError(f"Device {name!r} was asked for but this torch has no usable Apple GPU (MPS): use 'cpu'.")
     return device
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 def describe_device(device: torch.device) -> str:

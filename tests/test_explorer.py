@@ -14,6 +14,7 @@ from conftest import blobs, stripes
 from nst_lib import images
 from nst_lib.explorer import UPLOADED, Explorer
 from nst_lib.images import load_image
+from nst_lib.losses import LossSpec
 
 
 @pytest.fixture
@@ -147,7 +148,8 @@ def test_save_writes_the_picture_and_a_json_of_its_parameters(explorer, tmp_path
     assert saved[0].stem == saved[1].stem and saved[0].stem.endswith("_run1_tubingen_starry_night")
     assert torch.allclose(load_image(saved[1]), run.image, atol=1 / 255)
     record = json.loads(saved[0].read_text())
-    assert record["style_weight"] == record["transfer"]["style_weight"] == 1000
+    assert record["style_weight"] == record["loss"]["style_weight"] == 1000
+    assert LossSpec.from_dict(record["loss"]) == run.result.loss == explorer.loss_spec()
     assert record["seed"] == 7 and record["steps"] == 20 and record["content"] == "tubingen"
     assert record["final_losses"]["total"] == pytest.approx(run.result.final_losses["total"])
     assert message(explorer).startswith("Saved run 1 as ")

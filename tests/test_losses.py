@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from nst_lib.losses import ContentLoss, StyleLoss, gram, total_variation
+from conftest import blobs, stripes
+from nst_lib.losses import STYLE_SCALE, ContentLoss, LossSpec, StyleLoss, gram, total_variation
 
 
 def features(seed, channels=8, height=6, width=5):
@@ -103,3 +104,69 @@ def test_a_batch_loss_is_the_mean_of_each_images_own_loss():
     style = StyleLoss([{"conv1_1": targets[:1]}])
     together = style({"conv1_1": images})
     assert torch.isclose(together, (style({"conv1_1": images[:1]}) + style({"conv1_1": images[1:]})) / 2)
+
+
+def test_a_loss_spec_names_its_layers_and_weights():
+    spec = LossSpec(content_layers=("conv4_2",), style_layers=("conv1_1", "conv4_2"), style_weight=1e4, tv_weight=2)
+    assert spec.layers == ["conv4_2", "conv1_1"]
+    assert spec.weights() == {"content": 1.0, "style": STYLE_SCALE * 1e4, "tv": 2.0}
+    texture = spec.replace(content_weight=0)
+    assert texture.layers == ["conv1_1", "conv4_2"] and "content" not in texture.weights()
+
+
+def test_a_loss_spec_round_trips_through_json():
+    import json
+
+    spec = LossSpec(style_layers=("conv1_1", "conv2_1"), style_blend=(3, 1), style_layer_weights=(1, 2), tv_weight=0.5)
+    again = LossSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec and again.style_blend == (3.0, 1.0)
+    with pytest.raises(ValueError, match="unknown fields style_wieght"):
+        LossSpec.from_dict({"style_wieght": 1})
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"style_weight": -1}, "style_weight=-1 is out of range"),
+        ({"content_weight": float("nan")}, "content_weight=nan is out of range"),
+        ({"style_weight": 1e20}, "style_weight=1e\\+20 is out of range"),
+        ({"tv_weight": "a lot"}, "tv_weight must be a number"),
+        ({"content_layers": ()}, "No layer given"),
+        ({"style_layers": ("conv9_9",)}, "Unknown VGG-19 layer 'conv9_9'"),
+        ({"content_weight": 0, "style_weight": 0}, "nothing to optimize"),
+        ({"style_blend": (1, -1)}, "blend weights must be finite, non-negative"),
+        ({"style_layer_weights": (1, 1)}, "Got 2 style layer weights for 5 style layers"),
+    ],
+)
+def test_a_bad_loss_spec_is_one_sentence(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LossSpec(**kwargs)
+
+
+def test_a_term_switched_off_needs_no_layers():
+    assert LossSpec(content_weight=0, content_layers=()).layers == list(LossSpec().style_layers)
+    assert LossSpec(style_weight=0, style_layers=()).layers == ["conv4_2"]
+
+
+def test_evaluate_scores_a_picture_as_transfer_does(random_vgg):
+    """So that a generator's output and an optimized picture are compared on the same scale."""
+    from nst_lib.optimize import transfer
+
+    loss = LossSpec(content_layers=("conv2_1",), style_layers=("conv1_1", "conv2_1"), tv_weight=0.5)
+    result = transfer(blobs(), stripes(), model=random_vgg, loss=loss, steps=5, progress=False)
+    scored = result.loss.evaluate(random_vgg, result.image, blobs(), stripes())
+    assert set(scored) == {"content", "style", "tv", "total"}
+    for name, value in result.final_losses.items():
+        assert scored[name] == pytest.approx(value, rel=1e-4), name
+
+
+def test_a_blended_optimization_is_evaluated_with_its_blend(random_vgg):
+    from nst_lib.optimize import transfer
+
+    styles = [stripes(), blobs().flip(-1)]
+    loss = LossSpec(content_layers=("conv2_1",), style_layers=("conv1_1", "conv2_1"), style_blend=(0.9, 0.1))
+    result = transfer(blobs(), styles, model=random_vgg, loss=loss, steps=5, progress=False)
+    scored = result.loss.evaluate(random_vgg, result.image, blobs(), styles)
+    assert scored["style"] == pytest.approx(result.final_losses["style"], rel=1e-4)
+    equal = result.loss.replace(style_blend=None).evaluate(random_vgg, result.image, blobs(), styles)
+    assert abs(equal["style"] - scored["style"]) > 1e-3 * scored["style"]  # the blend changes the score

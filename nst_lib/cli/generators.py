@@ -1,0 +1,184 @@
+"""``nst train-generator`` and ``nst stylize``: feed-forward generators from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .. import profiles
+from ..images import MAX_SIZE, MIN_SIZE
+from . import options
+
+FULL = profiles.PROFILES["full"]
+
+
+def register(commands) -> None:
+    train = commands.add_parser(
+        "train-generator",
+        help="train a feed-forward generator for one style (Johnson et al. 2016) or its texture",
+        description="Train a network that stylizes any image in one pass, on random crops of content images "
+        "(by default the named content images), or with --texture one that turns noise into the style's texture. "
+        "Checkpoints are written atomically; run the same command with --resume to continue an interrupted training. "
+        "List options take comma-separated values and may be repeated.",
+        formatter_class=options.HelpFormatter,
+    )
+    options.add_list(train, "--style", required=True, help="style images: files or named images")
+    options.add_list(train, "--content", help="content images: files or named images")
+    train.add_argument("--content-dir", type=Path, help="a folder whose images are all added to the content images")
+    train.add_argument("--texture", action="store_true", help="train a texture generator: noise in, style loss only")
+    train.add_argument("--checkpoint", required=True, type=Path, help="where to save the generator (a .pt file)")
+    train.add_argument("--resume", action="store_true", help="continue the training saved in --checkpoint")
+    _add_recipe_options(train)
+    options.add_loss_options(train)
+    options.add_model_options(train)
+    train.set_defaults(handler=_train)
+
+    run = commands.add_parser(
+        "stylize",
+        help="apply a trained generator to an image (or draw a texture from noise)",
+        description="Stylize an image in one forward pass of a generator saved by `nst train-generator`; "
+        "a texture generator instead turns seeded noise into a square texture.",
+        formatter_class=options.HelpFormatter,
+    )
+    run.add_argument("--checkpoint", required=True, type=Path, help="a generator saved by train-generator")
+    run.add_argument("--content", help="the image to stylize: a file or a named image (not for textures)")
+    options.add_output_option(run)
+    run.add_argument(
+        "--size", type=int, default=FULL.stylize_size, help=f"longest side in pixels ({MIN_SIZE}-{MAX_SIZE})"
+    )
+    run.add_argument("--seed", type=int, default=profiles.SEED, help="seed of a texture's noise")
+    options.add_device_option(run)
+    run.set_defaults(handler=_stylize)
+
+
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    from ..training import Recipe
+
+    recipe = Recipe()
+    parser.add_argument("--steps", type=int, default=recipe.steps, help="Adam steps")
+    parser.add_argument("--batch", type=int, default=recipe.batch, help="crops per step")
+    parser.add_argument(
+        "--crop-size", type=int, default=recipe.crop_size, help="side of the square training crops (px)"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=FULL.stylize_size,
+        help="longest side of the content and style images the crops come from (px)",
+    )
+    parser.add_argument("--lr", type=float, default=recipe.lr, help="Adam's learning rate")
+    parser.add_argument("--seed", type=int, default=recipe.seed, help="seed of the network, crops and noise")
+    parser.add_argument("--channels", type=int, default=recipe.channels, help="width of the network's first layer")
+    parser.add_argument("--residual-blocks", type=int, default=recipe.residual_blocks, help="residual blocks")
+    parser.add_argument("--checkpoint-every", type=int, default=profiles.CHECKPOINT_EVERY, help="save every K steps")
+
+
+def _recipe(args: argparse.Namespace):
+    from ..training import Recipe
+
+    return Recipe(
+        steps=args.steps,
+        batch=args.batch,
+        crop_size=args.crop_size,
+        lr=args.lr,
+        seed=args.seed,
+        channels=args.channels,
+        residual_blocks=args.residual_blocks,
+    )
+
+
+def _content_sources(args: argparse.Namespace) -> list:
+    from ..assets import names
+    from ..images import image_files_in
+
+    if args.texture and (args.content or args.content_dir):
+        raise ValueError("A texture generator takes no content images: drop --texture or the content options.")
+    if args.texture:
+        return []
+    sources = list(args.content or [])
+    if args.content_dir is not None:
+        sources += image_files_in(args.content_dir)
+    return sources or names("content")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .. import training
+    from ..images import check_size, load_image
+
+    if not args.checkpoint.parent.is_dir():
+        raise ValueError(f"--checkpoint {args.checkpoint}: the folder {args.checkpoint.parent} does not exist.")
+    check_size(args.image_size, "--image-size")
+    sources = _content_sources(args)
+    recipe = _recipe(args)
+    loss = options.loss_spec(args, content=not args.texture)
+    model = options.model(args)
+    styles = [load_image(style, args.image_size) for style in args.style]
+    contents = [load_image(source, args.image_size) for source in sources]
+    try:
+        trained = training.train_generator(
+            styles,
+            contents,
+            model=model,
+            loss=loss,
+            recipe=recipe,
+            checkpoint=args.checkpoint,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+            description=f"training ({'texture' if args.texture else 'style transfer'})",
+        )
+    except KeyboardInterrupt:
+        _say_interrupted(args.checkpoint)
+        raise SystemExit(130) from None
+    total = trained.history.get("total", [])
+    change = f"; total loss {total[0]:.4g} -> {total[-1]:.4g}" if total else ""
+    count = len(contents)
+    what = "texture" if args.texture else f"style transfer on {count} content image{'s' * (count != 1)}"
+    print(
+        f"wrote {args.checkpoint} ({what}; step {trained.step} of {args.steps}, {trained.seconds:.1f} s in all, "
+        f"{trained.seconds_per_step:.3f} s/step on {model.device}{change})"
+    )
+
+
+def _say_interrupted(checkpoint: Path) -> None:
+    from ..training import load_checkpoint
+
+    if checkpoint.is_file():
+        step = load_checkpoint(checkpoint).step
+        print(
+            f"interrupted: the last good checkpoint is {checkpoint} (it holds step {step}); add --resume to continue.",
+            file=sys.stderr,
+        )
+    else:
+        print("interrupted before the first checkpoint: nothing was written.", file=sys.stderr)
+
+
+def _stylize(args: argparse.Namespace) -> None:
+    from ..generator import seeded_noise, stylize
+    from ..images import check_size, load_image, save_image
+    from ..training import load_checkpoint
+    from ..vgg import pick_device
+
+    options.check_output(args.output)
+    check_size(args.size, "--size")
+    device = pick_device(args.device)
+    trained = load_checkpoint(args.checkpoint, device)
+    if trained.mode == "texture":
+        if args.content is not None:
+            raise ValueError(
+                f"{args.checkpoint} is a texture generator: it takes no --content; give --size and --seed."
+            )
+        source = seeded_noise((args.size, args.size), args.seed)
+    else:
+        if args.content is None:
+            raise ValueError(
+                f"{args.checkpoint} is a style-transfer generator: give the image to stylize with --content."
+            )
+        source = load_image(args.content, args.size)
+    started = time.perf_counter()
+    image = stylize(trained.generator, source)
+    seconds = time.perf_counter() - started
+    save_image(image, args.output)
+    height, width = image.shape[-2:]
+    print(f"wrote {args.output} ({width}x{height} px in {seconds:.2f} s on {device}; trained {trained.step} steps)")

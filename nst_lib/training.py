@@ -1,0 +1,381 @@
+"""Training feed-forward generators (see ``generator``), and their checkpoints.
+
+Training draws random square crops (flipped left-right at random) from a set
+of content images, or noise for a texture, and takes Adam steps on the loss
+of a ``LossSpec`` (the same loss ``transfer`` optimizes per image).
+
+All randomness comes from one seeded generator whose state is saved in each
+checkpoint with the network, the Adam state and the loss history, so an
+interrupted training resumed from its last checkpoint ends with the same
+network as one that never stopped. Checkpoints are written atomically: a
+crash leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import profiles
+from .files import atomic_write
+from .generator import Generator, noise
+from .images import MIN_SIZE
+from .losses import LossSpec, PerceptualLoss
+from .optimize import check_steps, progress_bar
+from .vgg import VGG19, min_image_side
+
+CHECKPOINT_FORMAT = "nst_lib.generator/2"
+# Format 1 kept the loss and recipe settings flat in the config; reading one converts it.
+OLD_CHECKPOINT_FORMAT = "nst_lib.generator/1"
+_FULL = profiles.PROFILES["full"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not fit the training asked for; the message says why."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a generator is trained (the loss apart): the network's size, Adam and the crops.
+
+    ``steps`` counts Adam steps, each over ``batch`` square crops of
+    ``crop_size`` px; ``seed`` fixes the network's first weights, the crops and
+    the noise. Defaults are the ``full`` profile's, after Johnson et al.
+    """
+
+    steps: int = _FULL.generator_steps
+    batch: int = _FULL.generator_batch
+    crop_size: int = _FULL.generator_size
+    lr: float = profiles.GENERATOR_LR
+    seed: int = profiles.SEED
+    channels: int = profiles.GENERATOR_CHANNELS
+    residual_blocks: int = profiles.RESIDUAL_BLOCKS
+
+    def __post_init__(self):
+        for name in ("steps", "batch", "channels"):
+            check_steps(getattr(self, name), name)
+        blocks = self.residual_blocks
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+            raise ValueError(f"residual_blocks must be a whole number of at least 0, got {blocks!r}.")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"The learning rate must be a positive number, got {self.lr!r}.")
+        object.__setattr__(self, "lr", float(self.lr))
+
+    def check_crops(self, loss: LossSpec) -> None:
+        """Raise a ValueError when the crops are too small for the loss's deepest layer."""
+        smallest = max(min_image_side(loss.layers), MIN_SIZE)
+        size = self.crop_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < smallest:
+            raise ValueError(
+                f"crop_size must be a whole number of at least {smallest} px for these layers, got {size!r}."
+            )
+
+
+@dataclass
+class Training:
+    """A trained (or partly trained) generator and how it came to be.
+
+    ``generator``: the network, in eval mode. ``config``: every setting that
+    shaped it: "mode" ("style" or "texture"), "recipe", "loss", the VGG-19
+    and a digest of the images. ``step``: Adam steps taken. ``history``: per
+    step, each loss term (mean over the batch, unweighted) and the weighted
+    ``total``. ``seconds``: training time over all sessions.
+    """
+
+    generator: Generator
+    config: dict
+    step: int
+    history: dict[str, list[float]]
+    seconds: float
+    optimizer_state: dict | None = field(default=None, repr=False)
+    rng_state: torch.Tensor | None = field(default=None, repr=False)
+
+    @property
+    def mode(self) -> str:
+        return self.config["mode"]
+
+    @property
+    def loss(self) -> LossSpec:
+        return LossSpec.from_dict(self.config["loss"])
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe(**self.config["recipe"])
+
+    @property
+    def loss_fell(self) -> bool:
+        """Whether the last steps' mean total loss is below the first steps'."""
+        total = self.history.get("total", [])
+        window = max(1, len(total) // 10)
+        return len(total) > 1 and sum(total[-window:]) < sum(total[:window])
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.seconds / max(self.step, 1)
+
+
+def random_crops(images: Sequence[torch.Tensor], count: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` square crops of ``size`` px (count, 3, size, size): each from an image
+    chosen at random, at a random place, flipped left-right half of the time."""
+    crops = []
+    for _ in range(count):
+        image = images[int(torch.randint(len(images), (1,), generator=generator))]
+        height, width = image.shape[-2:]
+        top = int(torch.randint(height - size + 1, (1,), generator=generator))
+        left = int(torch.randint(width - size + 1, (1,), generator=generator))
+        crop = image[..., top : top + size, left : left + size]
+        if bool(torch.rand(1, generator=generator) < 0.5):
+            crop = crop.flip(-1)
+        crops.append(crop)
+    return torch.cat(crops)
+
+
+def train_generator(
+    styles: torch.Tensor | Sequence[torch.Tensor],
+    contents: Sequence[torch.Tensor] = (),
+    *,
+    model: VGG19 | None = None,
+    loss: LossSpec | None = None,
+    recipe: Recipe | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = profiles.CHECKPOINT_EVERY,
+    resume: bool = False,
+    progress: bool | str = True,
+    description: str = "training",
+) -> Training:
+    """Train a generator with Adam on ``loss`` (default ``LossSpec()``, as ``transfer``).
+
+    With ``contents`` (images (1, 3, H, W) in [0, 1]), a style-transfer
+    generator: it learns ``G(crop)`` for random crops of them, against each
+    crop's own content and the style. Images whose shorter side is below the
+    crop size are scaled up to it. Without contents, a texture generator:
+    ``G(noise)`` against the style alone (the content weight is ignored).
+
+    ``checkpoint``: where to save the state every ``checkpoint_every`` steps
+    and at the end (atomically). ``resume``: continue from that checkpoint,
+    which must come from the same settings and images (only the recipe's
+    ``steps`` may grow); without it an existing checkpoint is an error rather
+    than overwritten.
+    """
+    styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
+    contents = list(contents)
+    mode = "style" if contents else "texture"
+    loss, recipe = _checked_settings(mode, styles, loss, recipe)
+    checkpoint_every = check_steps(checkpoint_every, "checkpoint_every")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs the checkpoint to resume from.")
+    model = model if model is not None else VGG19()
+    contents = [_at_least(image, recipe.crop_size) for image in contents]
+    config = {
+        "mode": mode,
+        "recipe": asdict(recipe),
+        "loss": loss.to_dict(),
+        "vgg_weights": model.weights,
+        "pooling": model.pooling,
+        "images": _fingerprint(styles, contents),
+        "content_images": len(contents),
+    }
+    state, optimizer, rng = _start(config, model.device, checkpoint, resume)
+    objective = PerceptualLoss(loss, model, None, styles)
+    bar = progress_bar(progress, recipe.steps, description)
+    bar.update(state.step)
+    started, seconds_before = time.perf_counter(), state.seconds
+    try:
+        while state.step < recipe.steps:
+            inputs = _inputs(contents, recipe, rng).to(model.device)
+            terms, total = _train_step(state.generator, optimizer, objective, inputs, state.step)
+            state.step += 1
+            for name, value in terms.items():
+                state.history.setdefault(name, []).append(float(value.detach()))
+            state.history.setdefault("total", []).append(float(total.detach()))
+            state.seconds = seconds_before + time.perf_counter() - started
+            bar.update(1)
+            if state.step % 10 == 0:
+                bar.set_postfix(loss=f"{state.history['total'][-1]:.3g}")
+            if checkpoint is not None and (state.step % checkpoint_every == 0 or state.step == recipe.steps):
+                save_checkpoint(checkpoint, state, optimizer, rng)
+    finally:
+        bar.close()
+        state.generator.eval()
+    return state
+
+
+def _inputs(contents: list[torch.Tensor], recipe: Recipe, rng: torch.Generator) -> torch.Tensor:
+    """The next batch: crops of the content images, or noise for a texture generator."""
+    if contents:
+        return random_crops(contents, recipe.batch, recipe.crop_size, rng)
+    return noise(recipe.batch, (recipe.crop_size, recipe.crop_size), rng)
+
+
+def _checked_settings(mode: str, styles, loss: LossSpec | None, recipe: Recipe | None) -> tuple[LossSpec, Recipe]:
+    if not styles:
+        raise ValueError("No style image given: a generator learns one style (or a blend).")
+    loss = LossSpec() if loss is None else loss
+    if mode == "texture" and loss.content_weight > 0:
+        loss = loss.replace(content_weight=0.0)
+    if loss.style_blend is not None and len(loss.style_blend) != len(styles):
+        raise ValueError(
+            f"Got {len(loss.style_blend)} blend weights for {len(styles)} style images: give one per style."
+        )
+    recipe = Recipe() if recipe is None else recipe
+    recipe.check_crops(loss)
+    return loss, recipe
+
+
+def _start(config: dict, device, checkpoint, resume: bool):
+    """A fresh network, Adam and random generator, or those saved in ``checkpoint`` when resuming."""
+    recipe = Recipe(**config["recipe"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        network = Generator(recipe.channels, recipe.residual_blocks).to(device).train()
+    rng = torch.Generator().manual_seed(recipe.seed)
+    optimizer = torch.optim.Adam(network.parameters(), lr=recipe.lr)
+    state = Training(network, config, step=0, history={}, seconds=0.0)
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        if resume:
+            state = _resumed(checkpoint, config, network, optimizer, rng)
+        elif checkpoint.exists():
+            raise CheckpointError(
+                f"{checkpoint} already exists: resume it (resume=True, or --resume), "
+                "or choose another path to start afresh."
+            )
+    return state, optimizer, rng
+
+
+def _train_step(network, optimizer, objective: PerceptualLoss, inputs: torch.Tensor, step: int):
+    """One Adam step on a batch; returns the unweighted terms and the weighted total."""
+    objective.set_content(inputs)
+    terms = objective(network(inputs))
+    weights = objective.spec.weights()
+    total = sum(weights[name] * value for name, value in terms.items())
+    if not torch.isfinite(total):
+        raise ValueError(
+            f"The training loss became {float(total)} at step {step + 1}: start again with a lower learning rate."
+        )
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    return terms, total
+
+
+def _at_least(image: torch.Tensor, side: int) -> torch.Tensor:
+    """``image`` scaled up (aspect kept) so that its shorter side is at least ``side``."""
+    height, width = image.shape[-2:]
+    if min(height, width) >= side:
+        return image
+    scale = side / min(height, width)
+    shape = (max(side, math.ceil(height * scale)), max(side, math.ceil(width * scale)))
+    return F.interpolate(image, size=shape, mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def _fingerprint(styles, contents) -> str:
+    """A short digest of the training images, to refuse resuming on other ones."""
+    digest = hashlib.sha256()
+    for image in [*styles, *contents]:
+        digest.update(str(tuple(image.shape)).encode())
+        digest.update(image.detach().cpu().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------
+# Checkpoints.
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    training: Training,
+    optimizer: torch.optim.Optimizer | None = None,
+    rng: torch.Generator | None = None,
+) -> Path:
+    """Write the generator, its config, step, history and (for resuming) the
+    Adam and random-number states to ``path``, atomically."""
+    path = Path(path)
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "config": training.config,
+        "step": training.step,
+        "seconds": training.seconds,
+        "history": training.history,
+        "generator": {name: value.detach().cpu() for name, value in training.generator.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else training.optimizer_state,
+        "rng": rng.get_state() if rng is not None else training.rng_state,
+    }
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Training:
+    """A generator saved by ``train_generator`` or ``save_checkpoint``, in eval mode on ``device``."""
+    state = _read_checkpoint(path)
+    recipe = Recipe(**state["config"]["recipe"])
+    network = Generator(recipe.channels, recipe.residual_blocks)
+    network.load_state_dict(state["generator"])
+    return Training(
+        generator=network.to(device).eval(),
+        config=state["config"],
+        step=state["step"],
+        history=state["history"],
+        seconds=state["seconds"],
+        optimizer_state=state["optimizer"],
+        rng_state=state["rng"],
+    )
+
+
+def _read_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint not found: {path}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        raise CheckpointError(f"{path} is not a generator checkpoint (it cannot be read by torch.load).") from None
+    if isinstance(state, dict) and state.get("format") == OLD_CHECKPOINT_FORMAT:
+        state = {**state, "format": CHECKPOINT_FORMAT, "config": _upgraded(state["config"])}
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a generator checkpoint written by nst_lib ({CHECKPOINT_FORMAT}).")
+    return state
+
+
+def _upgraded(config: dict) -> dict:
+    """A format-1 config (loss and recipe settings side by side) in today's shape."""
+    config = dict(config)
+    loss = LossSpec.from_dict({name: config.pop(name) for name in LossSpec.__dataclass_fields__ if name in config})
+    recipe = Recipe(**{name: config.pop(name) for name in Recipe.__dataclass_fields__ if name in config})
+    mode, vgg_weights = config.pop("mode"), config.pop("weights")
+    return {"mode": mode, "recipe": asdict(recipe), "loss": loss.to_dict(), "vgg_weights": vgg_weights, **config}
+
+
+def _resumed(path: Path, config: dict, network: Generator, optimizer, rng: torch.Generator) -> Training:
+    """The training state saved at ``path``, loaded into ``network``, ``optimizer`` and ``rng``."""
+    state = _read_checkpoint(path)
+    saved, now = _settings(state["config"]), _settings(config)
+    different = [key for key in now if saved.get(key) != now[key]]
+    if different:
+        key = different[0]
+        what = "images" if key == "images" else f"{key} ({saved.get(key)!r}, now {now[key]!r})"
+        raise CheckpointError(
+            f"{path} was trained with other {what}: "
+            "resume with the same settings, or start afresh with another checkpoint path."
+        )
+    network.load_state_dict(state["generator"])
+    optimizer.load_state_dict(state["optimizer"])
+    rng.set_state(state["rng"])
+    return Training(network, config, step=state["step"], history=state["history"], seconds=state["seconds"])
+
+
+def _settings(config: dict) -> dict:
+    """A config flattened to the settings that must match for a resume (all but the recipe's steps)."""
+    flat = {key: value for key, value in config.items() if key not in ("recipe", "loss")}
+    flat.update(config["loss"])
+    flat.update({key: value for key, value in config["recipe"].items() if key != "steps"})
+    return flat

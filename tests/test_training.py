@@ -1,0 +1,332 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import blobs, stripes
+from nst_lib import training
+from nst_lib.generator import Generator, stylize, synthesize
+from nst_lib.images import load_image, save_image
+from nst_lib.losses import LossSpec
+from nst_lib.training import CheckpointError, Recipe, load_checkpoint, save_checkpoint, train_generator
+
+# A narrow network and shallow layers: a training step takes milliseconds.
+TINY_LOSS = LossSpec(content_layers=("conv2_1",), style_layers=("conv1_1", "conv2_1"))
+TINY_RECIPE = dict(channels=8, residual_blocks=1, crop_size=32, batch=2)
+
+
+def tiny(steps: int, **recipe) -> dict:
+    """Keyword arguments of train_generator for a tiny training of ``steps`` steps."""
+    return dict(loss=TINY_LOSS, recipe=Recipe(**{**TINY_RECIPE, "steps": steps, **recipe}), progress=False)
+
+
+def same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_random_crops_are_square_flipped_and_reproducible():
+    image = torch.arange(3 * 40 * 50, dtype=torch.float32).reshape(1, 3, 40, 50)
+    crops = training.random_crops([image], 16, 20, torch.Generator().manual_seed(1))
+    again = training.random_crops([image], 16, 20, torch.Generator().manual_seed(1))
+    assert crops.shape == (16, 3, 20, 20)
+    assert torch.equal(crops, again)
+    rising = (crops[..., 1:] > crops[..., :-1]).all(-1).all(-1).all(-1)
+    assert 0 < rising.sum() < 16  # some crops read left to right, the others were flipped
+
+
+def test_training_a_style_generator_lowers_the_loss(oxford, artifacts):
+    content, style = blobs(48, 64), stripes(48, 64)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        untrained = Generator(TINY_RECIPE["channels"], TINY_RECIPE["residual_blocks"])
+    trained = train_generator(style, [content], model=oxford, **tiny(40, lr=3e-3))
+    assert trained.step == 40 and len(trained.history["total"]) == 40
+    assert set(trained.history) == {"content", "style", "total"}
+    assert trained.loss_fell
+    image = stylize(trained.generator, content)
+    assert image.shape == content.shape
+    before = trained.loss.evaluate(oxford, stylize(untrained, content), content, style)
+    after = trained.loss.evaluate(oxford, image, content, style)
+    assert after["total"] < 0.6 * before["total"]
+    assert after["style"] < 0.6 * before["style"]
+    save_image(torch.cat([content, image, style], dim=-1), artifacts / "generator_style_tiny.png")
+
+
+def test_training_a_texture_generator_lowers_the_style_loss(oxford):
+    trained = train_generator(stripes(48, 64), model=oxford, **tiny(30, lr=3e-3))
+    assert trained.mode == "texture" and trained.loss.content_weight == 0
+    assert set(trained.history) == {"style", "total"}
+    assert trained.loss_fell
+    textures = [synthesize(trained.generator, (40, 56), seed=s) for s in (0, 0, 1)]
+    assert textures[0].shape == (1, 3, 40, 56)
+    assert torch.equal(textures[0], textures[1])
+    assert not torch.equal(textures[0], textures[2])
+
+
+def test_a_checkpoint_round_trips(random_vgg, tmp_path):
+    path = tmp_path / "style.pt"
+    trained = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **tiny(3))
+    loaded = load_checkpoint(path)
+    assert loaded.step == 3 and loaded.config == trained.config
+    assert loaded.loss == TINY_LOSS and loaded.recipe == Recipe(**{**TINY_RECIPE, "steps": 3})
+    assert loaded.history == trained.history and loaded.seconds == trained.seconds
+    assert same_parameters(loaded.generator, trained.generator)
+    content = blobs(40, 40)
+    assert torch.equal(stylize(loaded.generator, content), stylize(trained.generator, content))
+
+
+def test_resuming_an_interrupted_training_ends_where_an_uninterrupted_one_does(random_vgg, tmp_path, monkeypatch):
+    style, contents = stripes(), [blobs(), blobs(40, 56).flip(-2)]
+    settings = dict(model=random_vgg, checkpoint_every=3, **tiny(7))
+    whole = train_generator(style, contents, checkpoint=tmp_path / "whole.pt", **settings)
+
+    crops = training.random_crops
+    calls = {"n": 0}
+
+    def interrupted_at_step_5(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return crops(*args)
+
+    path = tmp_path / "broken.pt"
+    monkeypatch.setattr(training, "random_crops", interrupted_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train_generator(style, contents, checkpoint=path, **settings)
+    monkeypatch.setattr(training, "random_crops", crops)
+    assert load_checkpoint(path).step == 3  # the last good checkpoint
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial files left
+
+    resumed = train_generator(style, contents, checkpoint=path, resume=True, **settings)
+    assert resumed.step == 7
+    assert resumed.history == whole.history
+    assert same_parameters(resumed.generator, whole.generator)
+    assert load_checkpoint(path).step == 7
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint(random_vgg, tmp_path, monkeypatch):
+    path = tmp_path / "style.pt"
+    trained = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **tiny(2))
+
+    def crash(state, handle):
+        handle.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    trained.step = 99
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, trained)
+    monkeypatch.undo()
+    assert load_checkpoint(path).step == 2
+
+
+def test_checkpoint_mistakes_are_one_sentence(random_vgg, tmp_path):
+    path = tmp_path / "style.pt"
+    train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **tiny(2))
+    with pytest.raises(CheckpointError, match="already exists: resume it"):
+        train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **tiny(4))
+    with pytest.raises(CheckpointError, match="trained with other batch \\(2, now 3\\)"):
+        train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, resume=True, **tiny(4, batch=3))
+    with pytest.raises(CheckpointError, match="trained with other style_weight \\(10000.0, now 100.0\\)"):
+        options = {**tiny(4), "loss": TINY_LOSS.replace(style_weight=100)}
+        train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, resume=True, **options)
+    with pytest.raises(CheckpointError, match="trained with other images: resume with the same settings"):
+        train_generator(stripes(), [blobs().flip(-1)], model=random_vgg, checkpoint=path, resume=True, **tiny(4))
+    with pytest.raises(CheckpointError, match="Checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    notes = tmp_path / "notes.pt"
+    notes.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="is not a generator checkpoint"):
+        load_checkpoint(notes)
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ({"steps": 0}, "steps must be a whole number of at least 1"),
+        ({"batch": 0}, "batch must be a whole number of at least 1"),
+        ({"lr": -1.0}, "learning rate must be a positive number"),
+        ({"crop_size": 8}, "crop_size must be a whole number of at least 16 px"),
+        ({"channels": 0}, "channels must be a whole number of at least 1"),
+        ({"residual_blocks": -1}, "residual_blocks must be a whole number of at least 0"),
+    ],
+)
+def test_bad_training_settings_are_one_sentence(random_vgg, recipe, message):
+    with pytest.raises(ValueError, match=message):
+        train_generator(stripes(), [blobs()], model=random_vgg, **tiny(**{"steps": 2, **recipe}))
+
+
+def test_training_mistakes_are_one_sentence(random_vgg):
+    with pytest.raises(ValueError, match="resume=True needs the checkpoint"):
+        train_generator(stripes(), [blobs()], model=random_vgg, resume=True, **tiny(2))
+    with pytest.raises(ValueError, match="Got 1 blend weights for 2 style images"):
+        options = {**tiny(2), "loss": TINY_LOSS.replace(style_blend=(1,))}
+        train_generator([stripes(), blobs()], [blobs()], model=random_vgg, **options)
+
+
+def test_a_checkpoint_of_the_first_format_still_loads(random_vgg, tmp_path):
+    path = tmp_path / "old.pt"
+    trained = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **tiny(2))
+    state = torch.load(path, weights_only=True)
+    config = state["config"]
+    flat = {"mode": config["mode"], **config["recipe"], **config["loss"], "weights": config["vgg_weights"]}
+    flat.update({k: config[k] for k in ("pooling", "images", "content_images")})
+    flat.pop("style_layer_weights")  # format 1 had no such field
+    torch.save({**state, "format": "nst_lib.generator/1", "config": flat}, path)
+    loaded = load_checkpoint(path)
+    assert loaded.config == trained.config and loaded.step == 2
+    resumed = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, resume=True, **tiny(3))
+    assert resumed.step == 3
+
+
+def nst(*args):
+    """Run the CLI in a fresh interpreter, as a user would."""
+    return subprocess.run([sys.executable, "-m", "nst_lib", *args], capture_output=True, text=True, timeout=300)
+
+
+CLI_TINY = [
+    "--weights",
+    "random",
+    "--steps",
+    "2",
+    "--batch",
+    "1",
+    "--crop-size",
+    "32",
+    "--image-size",
+    "40",
+    "--channels",
+    "4",
+    "--residual-blocks",
+    "1",
+    "--content-layers",
+    "conv2_1",
+    "--style-layers",
+    "conv1_1,conv2_1",
+]
+
+
+def test_train_generator_and_stylize_from_the_command_line(tmp_path, image_file):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image_file(size=(60, 40), name="photos/a.png")
+    image_file("L", size=(40, 60), name="photos/b.jpg")
+    style = image_file(size=(30, 30), name="style.png")
+    checkpoint = tmp_path / "style.pt"
+    train = ["train-generator", "--style", str(style), "--content-dir", str(folder), "--checkpoint", str(checkpoint)]
+    done = nst(*train, *CLI_TINY)
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {checkpoint}" in done.stdout and "2 content images" in done.stdout and "step 2 of 2" in done.stdout
+    again = nst(*train, *CLI_TINY[:2], "--steps", "3", *CLI_TINY[4:], "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "step 3 of 3" in again.stdout and load_checkpoint(checkpoint).step == 3
+
+    output = tmp_path / "out.png"
+    done = nst(
+        "stylize",
+        "--checkpoint",
+        str(checkpoint),
+        "--content",
+        str(folder / "a.png"),
+        "-o",
+        str(output),
+        "--size",
+        "48",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout
+    assert load_image(output).shape == (1, 3, 32, 48)
+
+
+def test_a_texture_generator_from_the_command_line(tmp_path, image_file):
+    style = image_file(size=(30, 30), name="style.png")
+    checkpoint = tmp_path / "texture.pt"
+    done = nst("train-generator", "--texture", "--style", str(style), "--checkpoint", str(checkpoint), *CLI_TINY)
+    assert done.returncode == 0, done.stderr
+    assert "texture" in done.stdout
+    for seed in ("1", "2"):
+        done = nst(
+            "stylize",
+            "--checkpoint",
+            str(checkpoint),
+            "-o",
+            str(tmp_path / f"t{seed}.png"),
+            "--size",
+            "24",
+            "--seed",
+            seed,
+        )
+        assert done.returncode == 0, done.stderr
+    first, second = load_image(tmp_path / "t1.png"), load_image(tmp_path / "t2.png")
+    assert first.shape == (1, 3, 24, 24)
+    assert not torch.equal(first, second)
+    done = nst("stylize", "--checkpoint", str(checkpoint), "--content", str(style), "-o", str(tmp_path / "x.png"))
+    assert done.returncode == 2 and "is a texture generator: it takes no --content" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["stylize", "--checkpoint", "{tmp}/missing.pt", "--content", "{picture}", "-o", "{tmp}/out.png"],
+            "Checkpoint not found",
+        ),
+        (
+            ["stylize", "--checkpoint", "{picture}", "--content", "{picture}", "-o", "{tmp}/out.png"],
+            "is not a generator checkpoint",
+        ),
+        (
+            ["stylize", "--checkpoint", "{picture}", "--content", "{picture}", "-o", "{tmp}/out.txt"],
+            "needs an image suffix",
+        ),
+        (
+            [
+                "train-generator",
+                "--style",
+                "{picture}",
+                "--content",
+                "{picture}",
+                "--texture",
+                "--checkpoint",
+                "{tmp}/c.pt",
+            ],
+            "A texture generator takes no content images",
+        ),
+        (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}/no/such/dir/c.pt"], "does not exist"),
+        (
+            ["train-generator", "--style", "{picture}", "--content-dir", "{tmp}/nowhere", "--checkpoint", "{tmp}/c.pt"],
+            "is not a folder",
+        ),
+        (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}/c.pt", "--resume"], "Checkpoint not found"),
+    ],
+)
+def test_generator_command_mistakes_are_one_sentence(tmp_path, image_file, args, message):
+    values = {"picture": image_file(), "tmp": tmp_path}
+    done = nst(*[a.format(**values) for a in args], *(CLI_TINY if args[0] == "train-generator" else []))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out.png").exists() and not (tmp_path / "c.pt").exists()
+
+
+def test_an_interrupted_training_points_to_its_last_checkpoint(tmp_path, image_file, monkeypatch, capsys, random_vgg):
+    from nst_lib import cli
+
+    checkpoint = tmp_path / "style.pt"
+
+    def interrupted_after_a_checkpoint(styles, contents, **options):
+        train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=checkpoint, **tiny(2))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train_generator", interrupted_after_a_checkpoint)
+    picture = str(image_file())
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(
+            ["train-generator", "--style", picture, "--content", picture, "--checkpoint", str(checkpoint), *CLI_TINY]
+        )
+    assert stopped.value.code == 130
+    message = capsys.readouterr().err
+    assert f"the last good checkpoint is {checkpoint} (it holds step 2); add --resume to continue" in message
+    assert load_checkpoint(checkpoint).step == 2
