@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,11 @@ class Setup:
         self.announce(label)
         options.setdefault("steps", self.profile.steps)
         return transfer(content, styles, model=self.model, progress=self.progress, description=label, **options)
+
+    def transfer_all(self, jobs: Mapping[Hashable, Mapping]) -> dict:
+        """A figure's independent optimizations as one batch: {key: keyword arguments of ``transfer``
+        (``label`` included)} -> {key: Result}, in the order of ``jobs``."""
+        return {key: self.transfer(**job) for key, job in jobs.items()}
 
     def save(self, figure, name: str) -> None:
         """Save a figure as ``<output_dir>/<name>.png`` (the notebook shows it as well)."""
