@@ -145,3 +145,9 @@ class Table:
         lines = [" | ".join(columns)]
         lines += [" | ".join(self._cell(row.get(c, "")) for c in columns) for row in self.rows]
         return "\n".join(lines)
+
+
+def claims(rows: Sequence[tuple[str, str, bool]]) -> Table:
+    """Findings stated as measured, so that they stay true at every profile: one row per
+    (claim, the value measured in this run, whether the claim holds)."""
+    return Table([{"claim": claim, "measured": value, "holds": "yes" if holds else "no"} for claim, value, holds in rows])

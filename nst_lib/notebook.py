@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,11 @@ class Setup:
         options.setdefault("steps", self.profile.steps)
         return transfer(content, styles, model=self.model, progress=self.progress, description=label, **options)
 
+    def transfer_all(self, jobs: Mapping[Hashable, Mapping]) -> dict:
+        """A figure's independent optimizations as one batch: {key: keyword arguments of ``transfer``
+        (``label`` included)} -> {key: Result}, in the order of ``jobs``."""
+        return {key: self.transfer(**job) for key, job in jobs.items()}
+
     def save(self, figure, name: str) -> None:
         """Save a figure as ``<output_dir>/<name>.png`` (the notebook shows it as well)."""
         path = save_figure(figure, self.output_dir / f"{name}.png")
@@ -76,6 +82,8 @@ class Setup:
             "weights": self.model.weights,
             "pooling": self.model.pooling,
             "torch": torch.__version__,
+            "python": sys.executable,
+            "library": str(Path(__file__).resolve().parent),
         }
 
 
