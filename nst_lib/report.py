@@ -25,8 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import profiles
+from .executor import code_fingerprint, served  # a section is stale when the code it calls changed
 from .files import atomic_write
-from .profiles import PROFILES
+from .profiles import PROFILES, get_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -40,15 +41,6 @@ class BuildError(RuntimeError):
 def notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
     """The numbered notebooks, in section order."""
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
-
-
-def code_fingerprint() -> str:
-    """A hash of the library's source: a section is stale when the code it calls changed."""
-    digest = hashlib.sha256()
-    for path in sorted((ROOT / "nst_lib").glob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def section_key(notebook: Path, parameters: dict, code: str) -> str:
@@ -67,9 +59,15 @@ def build(
     device: str = profiles.DEVICE,
     weights: str = profiles.WEIGHTS,
     only: list[str] | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
+    threads: int | None = None,
     log=print,
 ) -> Path:
-    """Build the report into ``output`` (replaced only on success); return index.html's path."""
+    """Build the report into ``output`` (replaced only on success); return index.html's path.
+
+    ``executor``, ``scheduler`` and ``threads`` say where the notebooks' batches of optimizations run
+    (``nst_lib.executor.executor_from``): a local cluster is started once for the whole build."""
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}: choose one of {', '.join(PROFILES)}.")
     output = Path(output).resolve()
@@ -83,9 +81,11 @@ def build(
     code = code_fingerprint()
     os.environ["NST_PROGRESS"] = "terminal"  # the kernels inherit it: bars on this terminal
     sections = []
-    for number, notebook in enumerate(chosen, start=1):
-        label = f"[{number}/{len(chosen)}] {notebook.stem}"
-        sections.append(_section(notebook, settings, code, partial, output, label, log))
+    where = dict(scheduler=scheduler, threads=threads, device=device, size=get_profile(profile, size=size).size)
+    with served(executor, **where, log=log):
+        for number, notebook in enumerate(chosen, start=1):
+            label = f"[{number}/{len(chosen)}] {notebook.stem}"
+            sections.append(_section(notebook, settings, code, partial, output, label, log))
     index = partial / "index.html"
     with atomic_write(index, "w") as handle:
         handle.write(render(partial, sections))

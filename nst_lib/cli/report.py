@@ -25,6 +25,7 @@ def register(commands) -> None:
     options.add_device_option(parser)
     parser.add_argument("--output", type=Path, help="report folder (default: report/<profile>)")
     options.add_list(parser, "--only", metavar="NN,...", help="build only these sections, e.g. 01,03")
+    options.add_executor_options(parser)
     parser.set_defaults(handler=_report)
 
 
@@ -43,6 +44,9 @@ def _report(args: argparse.Namespace) -> None:
             device=args.device,
             weights=args.weights,
             only=args.only,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            threads=options.check_threads(args),
         )
     except report.BuildError as error:
         print(f"error: {error}", file=sys.stderr)
