@@ -226,7 +226,7 @@ class InProcess:
 
     def run(self, model, jobs: Sequence[Job], *, progress=False, description: str = "batch") -> Iterator:
         """Yield (index, Result or JobError) for each job, in order."""
-        model = model.build() if isinstance(model, ModelSpec) else model
+        model = worker_model(model) if isinstance(model, ModelSpec) else model
         bar = progress_bar(progress, sum(job.evaluations for job in jobs), description)
         try:
             for index, job in enumerate(jobs):
@@ -342,12 +342,12 @@ def run_in_order(executor, model, jobs: Sequence[Job], **bar) -> list[Result]:
 # Clusters: where they are, how large.
 
 
-def connect(address: str, threads: int | None = None) -> DaskExecutor:
+def connect(address: str, threads: int | None = None, timeout: str = CONNECT_TIMEOUT) -> DaskExecutor:
     """An executor on the running Dask scheduler at ``address`` (``tcp://host:8786``)."""
     from distributed import Client
 
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT)
+        client = Client(address, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as error:
         raise ValueError(
             f"Cannot reach a Dask scheduler at {address!r} ({type(error).__name__}): start one "
@@ -409,8 +409,14 @@ class Layout:
     memory_limit: int  # bytes per worker
     reason: str
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.workers, self.threads
 
-def plan_layout(cores: int, memory: int, task_bytes: int, seconds: dict[int, float], tasks: int | None = None) -> Layout:
+
+def plan_layout(
+    cores: int, memory: int, task_bytes: int, seconds: dict[int, float], tasks: int | None = None
+) -> Layout:
     """The layout that finishes soonest: ``seconds`` maps torch threads to the measured seconds of one
     evaluation; with ``tasks`` known, a batch of that many jobs takes ceil(tasks / workers) rounds,
     otherwise the evaluations per second of the whole cluster count. Workers are capped by the cores
@@ -568,7 +574,10 @@ def executor_from(
     if kind not in EXECUTORS:
         raise ValueError(f"Unknown executor {kind!r}: choose {', '.join(EXECUTORS)}, or give a scheduler address.")
     if scheduler and kind != "inprocess":
-        return connect(scheduler, threads)
+        executor = connect(scheduler, threads)
+        if executor.dashboard:
+            log(f"Dask dashboard: {executor.dashboard}")
+        return executor
     if kind == "local" or (kind == "auto" and _cluster_pays(device)):
         return local_cluster(device=device, threads=threads, size=size, model=model, tasks=tasks, log=log)
     return InProcess(threads)

@@ -177,7 +177,8 @@ def contact_sheet(
         axis.set_xticks([])
         axis.set_yticks([])
         if image is not None:
-            axis.imshow(_as_array(image), interpolation="nearest" if tile_inches * DPI > image.shape[-1] else "antialiased")
+            enlarged = tile_inches * DPI > image.shape[-1]
+            axis.imshow(_as_array(image), interpolation="nearest" if enlarged else "antialiased")
         else:
             axis.set_facecolor("#eeeeee")
         axis.set_xlabel(captions[r][c] if captions else "", fontsize=7)

@@ -81,8 +81,9 @@ class Setup:
     def executor(self):
         """Where ``transfer_all`` runs its batches, chosen at the first batch."""
         if self._executor is None:
+            log = self.announce if self.progress == "terminal" else print
             self._executor = executor_from(self.executor_kind, device=str(self.device), size=self.profile.size,
-                                           model=self.model, log=self.announce if self.progress == "terminal" else print)
+                                           model=self.model, log=log)
         return self._executor
 
     def save(self, figure, name: str) -> None:

@@ -179,7 +179,12 @@ def cell_key(cell: dict, pictures: _Pictures, model: ModelSpec, threads: int, co
 
 
 def _plain(cell: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else (str(v) if isinstance(v, os.PathLike) else v) for k, v in cell.items()}
+    """The settings as JSON values (layer tuples as lists, paths as text)."""
+    return {k: list(v) if isinstance(v, tuple) else _text(v) for k, v in cell.items()}
+
+
+def _text(value):
+    return str(value) if isinstance(value, os.PathLike) else value
 
 
 # --------------------------------------------------------------------------------------
