@@ -568,8 +568,10 @@ def executor_from(
     ``kind`` (or ``NST_EXECUTOR``) is "inprocess", "local" (a cluster on this machine) or "auto"
     (a local cluster above ``IN_PROCESS_CORES`` cores, else in-process); ``threads`` (or
     ``NST_THREADS``) are torch threads per optimization."""
-    kind = kind or os.environ.get(EXECUTOR_VARIABLE) or "auto"
-    scheduler = scheduler or os.environ.get(SCHEDULER_VARIABLE) or None
+    if not scheduler:  # an address given here outranks NST_EXECUTOR; else both come from the environment
+        scheduler = os.environ.get(SCHEDULER_VARIABLE) or None
+        kind = kind or os.environ.get(EXECUTOR_VARIABLE)
+    kind = kind or "auto"
     threads = threads or _threads_from_environment()
     if kind not in EXECUTORS:
         raise ValueError(f"Unknown executor {kind!r}: choose {', '.join(EXECUTORS)}, or give a scheduler address.")

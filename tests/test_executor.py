@@ -170,6 +170,7 @@ def test_a_notebook_batch_runs_on_the_cluster(cluster, tmp_path, random_vgg):
 
 def test_served_tells_child_processes_where_the_cluster_is(cluster, monkeypatch):
     monkeypatch.delenv("NST_SCHEDULER", raising=False)
+    monkeypatch.delenv("NST_EXECUTOR", raising=False)  # the tests' own setting: served must put back what it found
     address = cluster.client.scheduler.address
     with executor.served(scheduler=address, threads=1, log=lambda line: None) as chosen:
         assert os.environ["NST_SCHEDULER"] == address and os.environ["NST_THREADS"] == "1"
@@ -178,6 +179,9 @@ def test_served_tells_child_processes_where_the_cluster_is(cluster, monkeypatch)
     with executor.served("inprocess"):
         assert os.environ["NST_EXECUTOR"] == "inprocess"
     assert "NST_EXECUTOR" not in os.environ
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")  # an address given outright outranks the environment
+    with executor.served(scheduler=address, log=lambda line: None) as chosen:
+        assert isinstance(chosen, executor.DaskExecutor) and os.environ["NST_SCHEDULER"] == address
 
 
 def test_gpu_workers_start_with_their_own_device_and_leave_this_environment_alone():
