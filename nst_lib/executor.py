@@ -504,9 +504,17 @@ def local_cluster(
         layout = _cpu_layout(workers, threads, size, model, tasks)
     executor = _start(layout, gpus=on_gpus)
     log(f"local Dask cluster: {layout.workers} workers x {layout.threads} threads ({layout.reason})")
+    announce_dashboard(executor, log)
+    return executor
+
+
+def announce_dashboard(executor: DaskExecutor, log=print) -> None:
+    """Say where the cluster's Dask dashboard is, or why there is none."""
     if executor.dashboard:
         log(f"Dask dashboard: {executor.dashboard}")
-    return executor
+    else:
+        log("Dask dashboard: none (a scheduler serves one where bokeh>=3.1 is installed: "
+            "pip install 'nst_lib[cluster]')")
 
 
 def _start(layout: Layout, gpus: bool) -> DaskExecutor:
@@ -577,8 +585,7 @@ def executor_from(
         raise ValueError(f"Unknown executor {kind!r}: choose {', '.join(EXECUTORS)}, or give a scheduler address.")
     if scheduler and kind != "inprocess":
         executor = connect(scheduler, threads)
-        if executor.dashboard:
-            log(f"Dask dashboard: {executor.dashboard}")
+        announce_dashboard(executor, log)
         return executor
     if kind == "local" or (kind == "auto" and _cluster_pays(device)):
         return local_cluster(device=device, threads=threads, size=size, model=model, tasks=tasks, log=log)

@@ -31,7 +31,9 @@ def jobs(steps=8):
 @pytest.fixture(scope="module")
 def cluster():
     """One local cluster for the module: two workers, one thread each."""
-    started = executor.local_cluster(workers=2, threads=1, size=64, log=lambda line: None)
+    said = []
+    started = executor.local_cluster(workers=2, threads=1, size=64, log=said.append)
+    started.said = said
     yield started
     started.close()
 
@@ -132,6 +134,8 @@ def test_dask_is_pinned_alike_in_requirements_and_the_conda_environment():
     required = pins((ROOT / "requirements.txt").read_text())
     assert set(required) == {"dask", "distributed"}
     assert pins((ROOT / "environment.yml").read_text()) == required
+    extra = dict(re.findall(r'"(dask|distributed)==([^"]+)"', (ROOT / "pyproject.toml").read_text()))
+    assert extra == required  # pip install nst_lib[cluster]
 
 
 # --------------------------------------------------------------------------------------
@@ -146,6 +150,8 @@ def test_a_cluster_returns_the_same_pictures_as_this_process(cluster, random_vgg
         assert torch.equal(a.image, b.image) and a.history == b.history
         assert b.params["threads"] == 1 and b.params["loss"] == a.params["loss"]
     assert len({r.params["seed"] for r in there}) == 2  # in order: each result is its own job's
+    assert cluster.said[0].startswith("local Dask cluster: 2 workers x 1 threads")
+    assert cluster.said[1].startswith("Dask dashboard: ")  # its address, or how to get one
 
 
 def test_workers_keep_their_network_and_free_memory_trimming_stays_off(cluster, random_vgg):
