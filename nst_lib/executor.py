@@ -255,9 +255,12 @@ class DaskExecutor:
 
     @property
     def dashboard(self) -> str | None:
-        """The Dask dashboard's address, when the scheduler serves one (it needs bokeh)."""
+        """The Dask dashboard's address, when the scheduler serves one (its HTTP server shows only a
+        notice where bokeh is not installed next to the scheduler)."""
         services = self.client.scheduler_info().get("services", {})
-        return self.client.dashboard_link if "dashboard" in services else None
+        if "dashboard" not in services or not self.client.run_on_scheduler(_has_bokeh):
+            return None
+        return self.client.dashboard_link
 
     @property
     def workers(self) -> int:
@@ -312,6 +315,12 @@ class DaskExecutor:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _has_bokeh() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
 
 
 def _note(done: list, index: int, evaluations: int) -> None:
