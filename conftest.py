@@ -10,3 +10,5 @@ if MIRROR.is_dir():
     os.environ.setdefault("NST_ASSET_MIRROR", str(MIRROR))
 # Notebooks run under nbval print no progress bars (they would differ from run to run).
 os.environ["NST_PROGRESS"] = "off"
+# Batches run in the test process whatever the machine (tests that want a Dask cluster start one).
+os.environ.setdefault("NST_EXECUTOR", "inprocess")

@@ -151,3 +151,42 @@ def claims(rows: Sequence[tuple[str, str, bool]]) -> Table:
     """Findings stated as measured, so that they stay true at every profile: one row per
     (claim, the value measured in this run, whether the claim holds)."""
     return Table([{"claim": claim, "measured": value, "holds": "yes" if holds else "no"} for claim, value, holds in rows])
+
+
+def contact_sheet(
+    tiles: Sequence[Sequence[torch.Tensor | None]],
+    row_labels: Sequence[str],
+    column_labels: Sequence[str],
+    captions: Sequence[Sequence[str]] | None = None,
+    *,
+    title: str | None = None,
+):
+    """A labelled grid of pictures: ``tiles[row][column]`` (None: an empty tile), each row named
+    on its left, each column on top, and each tile captioned below (losses, seconds, ...)."""
+    rows, columns = len(tiles), len(column_labels)
+    if rows != len(row_labels) or any(len(row) != columns for row in tiles):
+        raise ValueError("A contact sheet needs one row label per row and one column label per column.")
+    tile_inches = min(MAX_TILE_INCHES, max(0.9, 20 / max(columns, 1)))
+    shown = [image for row in tiles for image in row if image is not None]
+    aspect = shown[0].shape[-2] / shown[0].shape[-1] if shown else 1.0
+    lines = 1 + max((str(c).count("\n") + 1 for row in captions or [] for c in row), default=0)
+    figure, axes = plt.subplots(rows, columns, figsize=(tile_inches * columns + 0.6,
+                                (tile_inches * aspect + 0.16 * lines) * rows + 0.4), dpi=DPI, squeeze=False)
+    for r, c in ((r, c) for r in range(rows) for c in range(columns)):
+        axis, image = axes[r][c], tiles[r][c]
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if image is not None:
+            enlarged = tile_inches * DPI > image.shape[-1]
+            axis.imshow(_as_array(image), interpolation="nearest" if enlarged else "antialiased")
+        else:
+            axis.set_facecolor("#eeeeee")
+        axis.set_xlabel(captions[r][c] if captions else "", fontsize=7)
+        if r == 0:
+            axis.set_title(column_labels[c], fontsize=8, fontweight="bold")
+        if c == 0:
+            axis.set_ylabel(row_labels[r], fontsize=8, fontweight="bold")
+    if title:
+        figure.suptitle(title, fontsize=11)
+    figure.tight_layout()
+    return figure

@@ -8,6 +8,11 @@ the same.
 Progress follows the environment variable ``NST_PROGRESS``: ``notebook``
 (default; bars under the cells), ``terminal`` (what ``make report`` sets: bars
 and figure names on the terminal that runs the build) or ``off`` (tests).
+
+A figure's optimizations go to ``Setup.transfer_all`` as one batch, which runs
+on the executor that ``NST_SCHEDULER`` / ``NST_EXECUTOR`` / ``NST_THREADS``
+name (see ``nst_lib.executor``; the report build sets them): in this process,
+or on a Dask cluster, with one progress bar over the batch.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 import torch
 
 from . import profiles
+from .executor import Job, executor_from, run_in_order
 from .figures import save_figure
 from .files import atomic_write
 from .images import load_image
@@ -44,6 +50,8 @@ class Setup:
     output_dir: Path
     progress: bool | str = True
     figures: list[str] = field(default_factory=list)
+    executor_kind: str | None = None  # None: from the environment (see nst_lib.executor.executor_from)
+    _executor: object = field(default=None, repr=False)
 
     def load(self, name_or_path, size: int | None = None) -> torch.Tensor:
         """A named image or file at the profile's size (or ``size``), on the CPU."""
@@ -57,8 +65,26 @@ class Setup:
 
     def transfer_all(self, jobs: Mapping[Hashable, Mapping]) -> dict:
         """A figure's independent optimizations as one batch: {key: keyword arguments of ``transfer``
-        (``label`` included)} -> {key: Result}, in the order of ``jobs``."""
-        return {key: self.transfer(**job) for key, job in jobs.items()}
+        (``label`` included)} -> {key: Result}, in the order of ``jobs``, whichever executor ran them."""
+        batch = []
+        for key, job in jobs.items():
+            options = dict(job)
+            label = options.pop("label", str(key))
+            options.setdefault("steps", self.profile.steps)
+            batch.append(Job(options, label))
+        self.announce(f"{len(batch)} optimizations ({self.executor.name}): {batch[0].label} ... {batch[-1].label}")
+        description = f"{len(batch)} optimizations"
+        results = run_in_order(self.executor, self.model, batch, progress=self.progress, description=description)
+        return dict(zip(jobs, results))
+
+    @property
+    def executor(self):
+        """Where ``transfer_all`` runs its batches, chosen at the first batch."""
+        if self._executor is None:
+            log = self.announce if self.progress == "terminal" else print
+            self._executor = executor_from(self.executor_kind, device=str(self.device), size=self.profile.size,
+                                           model=self.model, log=log)
+        return self._executor
 
     def save(self, figure, name: str) -> None:
         """Save a figure as ``<output_dir>/<name>.png`` (the notebook shows it as well)."""
@@ -96,6 +122,7 @@ def setup(
     weights: str = profiles.WEIGHTS,
     pooling: str = profiles.POOLING,
     output_dir: str | os.PathLike = "figures",
+    executor: str | None = None,
 ) -> Setup:
     """Resolve a notebook's parameters; record them in ``<output_dir>/setup.json``."""
     chosen = get_profile(profile, size=size, steps=steps)
@@ -109,6 +136,7 @@ def setup(
         model=VGG19(weights, pooling).to(where),
         output_dir=Path(output_dir),
         progress=PROGRESS_MODES[mode],
+        executor_kind=executor,
     )
     run.output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(run.output_dir / SETUP_FILE, "w") as handle:

@@ -28,10 +28,10 @@ from importlib import resources
 from pathlib import Path
 
 from . import profiles
+from .executor import code_fingerprint, served  # a section is stale when the code it calls changed
 from .files import atomic_write
-from .profiles import PROFILES
+from .profiles import PROFILES, get_profile
 
-PACKAGE = Path(__file__).resolve().parent
 SECTION_FILE = "section.json"
 
 
@@ -54,15 +54,6 @@ def notebooks(folder: Path | None = None) -> list[Path]:
     return sorted(p for p in (folder or notebook_folder()).glob("[0-9][0-9]_*.ipynb"))
 
 
-def code_fingerprint() -> str:
-    """A hash of the library's source: a section is stale when the code it calls changed."""
-    digest = hashlib.sha256()
-    for path in sorted(PACKAGE.glob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def section_key(notebook: Path, parameters: dict, code: str) -> str:
     digest = hashlib.sha256(notebook.read_bytes())
     digest.update(json.dumps(parameters, sort_keys=True).encode())
@@ -79,9 +70,15 @@ def build(
     device: str = profiles.DEVICE,
     weights: str = profiles.WEIGHTS,
     only: list[str] | None = None,
+    executor: str | None = None,
+    scheduler: str | None = None,
+    threads: int | None = None,
     log=print,
 ) -> Path:
-    """Build the report into ``output`` (replaced only on success); return index.html's path."""
+    """Build the report into ``output`` (replaced only on success); return index.html's path.
+
+    ``executor``, ``scheduler`` and ``threads`` say where the notebooks' batches of optimizations run
+    (``nst_lib.executor.executor_from``): a local cluster is started once for the whole build."""
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}: choose one of {', '.join(PROFILES)}.")
     output = Path(output).resolve()
@@ -95,9 +92,11 @@ def build(
     code = code_fingerprint()
     os.environ["NST_PROGRESS"] = "terminal"  # the kernels inherit it: bars on this terminal
     sections = []
-    for number, notebook in enumerate(chosen, start=1):
-        label = f"[{number}/{len(chosen)}] {notebook.stem}"
-        sections.append(_section(notebook, settings, code, partial, output, label, log))
+    where = dict(scheduler=scheduler, threads=threads, device=device, size=get_profile(profile, size=size).size)
+    with served(executor, **where, log=log):
+        for number, notebook in enumerate(chosen, start=1):
+            label = f"[{number}/{len(chosen)}] {notebook.stem}"
+            sections.append(_section(notebook, settings, code, partial, output, label, log))
     index = partial / "index.html"
     with atomic_write(index, "w") as handle:
         handle.write(render(partial, sections))

@@ -118,7 +118,8 @@ class VGG19(nn.Module):
     convolution's output before the ReLU.
 
     The parameters are frozen: the model only ever differentiates with respect
-    to its input.
+    to its input. ``settings`` holds the constructor's arguments, so that
+    another process (a Dask worker) can build the same network.
     """
 
     def __init__(
@@ -130,7 +131,10 @@ class VGG19(nn.Module):
         channels_last: bool = True,
         pre_relu: bool = profiles.PRE_RELU,
     ):
+        # Every argument, first thing (before any other local name): what rebuilds this model elsewhere.
+        settings = {name: value for name, value in locals().items() if name not in ("self", "__class__")}
         super().__init__()
+        self.settings = settings
         if pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {pooling!r}: choose 'max' or 'avg'.")
         if precision not in PRECISIONS:

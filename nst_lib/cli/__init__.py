@@ -14,7 +14,7 @@ import sys
 from ..assets import AssetError
 from ..images import ImageError
 from ..vgg import LAYER_NAMES, WeightsError
-from . import generators, report, transfer
+from . import generators, report, sweep, transfer
 
 USER_ERRORS = (AssetError, ImageError, WeightsError, ValueError, FileNotFoundError)
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Layer names: {', '.join(n for n in LAYER_NAMES if n.startswith('conv'))} (and relu/pool).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (transfer, generators, report):
+    for module in (transfer, generators, sweep, report):
         module.register(commands)
     return parser
 

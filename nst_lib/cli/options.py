@@ -126,6 +126,37 @@ def model(args):
     return VGG19(args.weights, args.pooling, precision=args.precision, pre_relu=args.pre_relu).to(device)
 
 
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
+    """Where batches of independent optimizations run (see nst_lib.executor)."""
+    from ..executor import EXECUTOR_VARIABLE, EXECUTORS, SCHEDULER_VARIABLE, THREADS_VARIABLE
+
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        help="'inprocess': one optimization after another here; 'local': a Dask cluster on this machine, "
+        "workers x threads measured; 'auto': a local cluster above 2 cores or with several GPUs "
+        f"(default: ${EXECUTOR_VARIABLE} when set, else auto)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help=f"a running Dask scheduler, e.g. tcp://host:8786 (default: ${SCHEDULER_VARIABLE} when set)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per optimization; pictures depend on it (default: "
+        f"${THREADS_VARIABLE} when set, else all cores in-process and as measured on a local cluster)",
+    )
+
+
+def check_threads(args) -> int | None:
+    """``--threads``, checked."""
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be a whole number of at least 1, got {args.threads}.")
+    return args.threads
+
+
 def add_output_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, type=Path, help="where to write the picture (.png, .jpg, ...)")
 

@@ -26,6 +26,7 @@ def register(commands) -> None:
     options.add_device_option(parser)
     parser.add_argument("--output", type=Path, help="report folder (default: report/<profile> in the current folder)")
     options.add_list(parser, "--only", metavar="NN,...", help="build only these sections, e.g. 01,03")
+    options.add_executor_options(parser)
     parser.set_defaults(handler=_report)
 
 
@@ -44,6 +45,9 @@ def _report(args: argparse.Namespace) -> None:
             device=args.device,
             weights=args.weights,
             only=args.only,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            threads=options.check_threads(args),
         )
     except report.BuildError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,0 +1,385 @@
+"""Parameter sweeps: a grid of optimizations, each cell kept as it finishes, a contact sheet at the end.
+
+``sweep(output, {"style_weight": [1, 1e2, 1e4], "seed": [0, 1]}, content="tubingen",
+style="starry_night", size=128)`` runs every combination of the axes' values
+(the other settings fixed) as one batch on an executor (``nst_lib.executor``)
+and writes, each file atomically:
+
+- ``cells/<key>.png`` and ``cells/<key>.json`` as each cell finishes: its
+  picture, settings, losses, evaluations and seconds. ``<key>`` hashes the
+  cell's settings, its input pictures, the network, the device kind, the
+  threads per optimization and the library's code, so a sweep run again (after
+  an interruption, or with more values) reuses every finished cell;
+- ``sweep.csv`` and ``sweep.json``: every cell, failed ones with their error;
+- ``contact_sheet.png``: the pictures in a labelled grid, columns and rows
+  taken from the swept axes.
+
+A failing cell is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import profiles
+from .executor import InProcess, Job, JobError, ModelSpec, code_fingerprint, executor_from
+from .figures import contact_sheet, save_figure
+from .files import atomic_write
+from .images import check_size, load_image, save_image
+from .losses import LossSpec
+from .optimize import INITS
+
+# The axes a sweep can vary, in the order the cells are enumerated (the last varies fastest).
+AXES = ("content", "style", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
+        "init", "seed", "size", "steps")
+DEFAULTS = {
+    "content": None,
+    "style": None,
+    "content_weight": profiles.CONTENT_WEIGHT,
+    "style_weight": profiles.STYLE_WEIGHT,
+    "tv_weight": profiles.TV_WEIGHT,
+    "content_layers": profiles.CONTENT_LAYERS,
+    "style_layers": profiles.STYLE_LAYERS,
+    "init": profiles.INIT,
+    "seed": profiles.SEED,
+    "size": profiles.SIZE,
+    "steps": profiles.STEPS,
+}
+LOSS_TERMS = ("content", "style", "tv", "total")
+CELLS = "cells"
+
+
+@dataclass
+class SweepResult:
+    """What a sweep wrote: one dict per cell (grid order), and the summary files."""
+
+    cells: list[dict]
+    folder: Path
+    csv: Path
+    json: Path
+    sheet: Path | None
+
+    @property
+    def failed(self) -> list[dict]:
+        return [cell for cell in self.cells if cell["status"] != "ok"]
+
+    @property
+    def reused(self) -> int:
+        return sum(bool(cell.get("reused")) for cell in self.cells)
+
+
+def grid(axes: Mapping[str, Sequence], fixed: Mapping[str, object] | None = None) -> list[dict]:
+    """Every cell's settings: the product of the axes' values over the defaults and ``fixed``."""
+    fixed = dict(fixed or {})
+    for name in [*axes, *fixed]:
+        if name not in AXES:
+            raise ValueError(f"Unknown sweep axis {name!r}: choose from {', '.join(AXES)}.")
+    for name, values in axes.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"The axis {name} needs a list of at least one value, got {values!r}.")
+    ordered = [name for name in AXES if name in axes]
+    base = {**DEFAULTS, **fixed}
+    cells = [{**base, **dict(zip(ordered, values))} for values in itertools.product(*(axes[n] for n in ordered))]
+    for cell in cells:
+        for name in ("content_layers", "style_layers"):
+            cell[name] = (cell[name],) if isinstance(cell[name], str) else tuple(cell[name])
+    return cells
+
+
+def swept_axes(axes: Mapping[str, Sequence]) -> list[str]:
+    """The axes with more than one value, in ``AXES`` order."""
+    return [name for name in AXES if len(axes.get(name, ())) > 1]
+
+
+# --------------------------------------------------------------------------------------
+# From settings to jobs.
+
+
+def _loss(cell: dict) -> LossSpec:
+    return LossSpec(
+        content_layers=cell["content_layers"],
+        style_layers=cell["style_layers"],
+        content_weight=cell["content_weight"] if cell["content"] is not None else 0.0,
+        style_weight=cell["style_weight"] if cell["style"] is not None else 0.0,
+        tv_weight=cell["tv_weight"],
+    )
+
+
+def _check(cell: dict) -> None:
+    """Refuse a cell that cannot run, before anything runs."""
+    if cell["content"] is None and cell["style"] is None:
+        raise ValueError("A sweep needs a content image, a style image or both.")
+    if cell["init"] not in INITS:
+        raise ValueError(f"Unknown init {cell['init']!r}: choose {' or '.join(INITS)}.")
+    if cell["init"] == "content" and cell["content"] is None:
+        raise ValueError("init 'content' needs a content image.")
+    check_size(cell["size"])
+    for name, smallest in (("seed", 0), ("steps", 1)):
+        value = cell[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+            raise ValueError(f"{name} must be a whole number of at least {smallest}, got {value!r}.")
+    _loss(cell)  # checks layers and weights
+
+
+class _Pictures:
+    """Each input picture loaded once per size, with a digest of its pixels."""
+
+    def __init__(self):
+        self.images: dict[tuple[str, int], torch.Tensor] = {}
+
+    def get(self, name, size: int) -> torch.Tensor | None:
+        if name is None:
+            return None
+        if (str(name), size) not in self.images:
+            self.images[str(name), size] = load_image(name, size)
+        return self.images[str(name), size]
+
+    def digest(self, name, size: int) -> str | None:
+        image = self.get(name, size)
+        return None if image is None else hashlib.sha256(image.numpy().tobytes()).hexdigest()[:16]
+
+
+def _job(cell: dict, pictures: _Pictures) -> Job:
+    content, style = pictures.get(cell["content"], cell["size"]), pictures.get(cell["style"], cell["size"])
+    options = dict(content=content, styles=[] if style is None else [style], loss=_loss(cell), init=cell["init"],
+                   seed=cell["seed"], steps=cell["steps"])
+    if content is None:
+        options["shape"] = (cell["size"], cell["size"])
+    return Job(options, label=_label(cell))
+
+
+def _label(cell: dict) -> str:
+    parts = [f"{cell['content'] or 'texture'} / {cell['style'] or 'no style'}", f"sw {cell['style_weight']:g}",
+             cell["init"], f"seed {cell['seed']}", f"{cell['size']} px"]
+    return ", ".join(parts)
+
+
+def cell_key(cell: dict, pictures: _Pictures, model: ModelSpec, threads: int, code: str) -> str:
+    """What decides a cell's picture, hashed: settings, input pixels, network, device kind, threads, code."""
+    identity = {
+        "settings": _plain(cell),
+        "content": pictures.digest(cell["content"], cell["size"]),
+        "style": pictures.digest(cell["style"], cell["size"]),
+        "model": model.settings,
+        "device": model.device,
+        "threads": threads,
+        "code": code,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _plain(cell: dict) -> dict:
+    """The settings as JSON values (layer tuples as lists, paths as text)."""
+    return {k: list(v) if isinstance(v, tuple) else _text(v) for k, v in cell.items()}
+
+
+def _text(value):
+    return str(value) if isinstance(value, os.PathLike) else value
+
+
+# --------------------------------------------------------------------------------------
+# Running.
+
+
+def sweep(
+    output: str | os.PathLike,
+    axes: Mapping[str, Sequence],
+    *,
+    weights: str = profiles.WEIGHTS,
+    pooling: str = profiles.POOLING,
+    precision: str = profiles.PRECISION,
+    device: str = profiles.DEVICE,
+    executor=None,
+    scheduler: str | None = None,
+    threads: int | None = None,
+    rows: Sequence[str] | None = None,
+    columns: str | None = None,
+    progress: bool | str = True,
+    log=print,
+    **fixed,
+) -> SweepResult:
+    """Run the grid of ``axes`` (name -> values) over ``fixed`` settings into the folder ``output``.
+
+    ``executor``: an executor object (kept open), or a name for ``executor_from`` (with ``scheduler``
+    and ``threads``), started here and closed at the end. ``rows``/``columns``: swept axes for the
+    contact sheet (default: the axis with the most values across, the others down).
+    """
+    cells = grid(axes, fixed)
+    for cell in cells:
+        _check(cell)
+    rows, columns = sheet_axes(axes, rows, columns)
+    folder = Path(output)
+    (folder / CELLS).mkdir(parents=True, exist_ok=True)
+    model = ModelSpec.describe(device, weights=str(weights), pooling=pooling, precision=precision)
+    pictures = _Pictures()
+    jobs = [_job(cell, pictures) for cell in cells]  # loads every picture: a missing one stops us here
+    owned = executor is None or isinstance(executor, str)
+    if owned:
+        size = max(cell["size"] for cell in cells)
+        executor = executor_from(executor, scheduler=scheduler, threads=threads, device=device, size=size,
+                                 tasks=len(cells), log=log)
+    try:
+        used = _threads_of(executor)
+        code = code_fingerprint()
+        keys = [cell_key(cell, pictures, model, used, code) for cell in cells]
+        records = _run(executor, model, cells, jobs, keys, folder, progress, log)
+    finally:
+        if owned:
+            executor.close()
+    return _summarize(folder, records, rows, columns, log)
+
+
+def _threads_of(executor) -> int:
+    """The torch threads each of the executor's optimizations will use."""
+    if isinstance(executor, InProcess) and executor.threads is None:
+        return torch.get_num_threads()
+    return executor.threads
+
+
+def _run(executor, model, cells, jobs, keys, folder: Path, progress, log) -> list[dict]:
+    """Reuse finished cells, run the others; each cell's files are written as soon as it finishes."""
+    records: list[dict | None] = [_finished(folder, key, cell) for cell, key in zip(cells, keys)]
+    todo = [i for i, record in enumerate(records) if record is None]
+    if len(todo) < len(cells):
+        log(f"sweep: {len(cells) - len(todo)} of {len(cells)} cells already done, reused")
+    if todo:
+        log(f"sweep: {len(todo)} cells on {executor.name}")
+    outcomes = executor.run(model, [jobs[i] for i in todo], progress=progress, description=f"{len(todo)} cells")
+    for position, outcome in outcomes if todo else ():
+        index = todo[position]
+        if isinstance(outcome, JobError):
+            log(f"sweep: cell {index + 1} ({jobs[index].label}) failed: {outcome.error}")
+            records[index] = {"key": keys[index], "status": "failed", "error": str(outcome.error),
+                              "settings": _plain(cells[index])}
+        else:
+            records[index] = _keep(folder, keys[index], cells[index], outcome)
+    return records
+
+
+def _finished(folder: Path, key: str, cell: dict) -> dict | None:
+    """A cell finished by an earlier run: its record, if its picture and record are both there."""
+    try:
+        record = json.loads((folder / CELLS / f"{key}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("status") != "ok" or not (folder / record["picture"]).is_file():
+        return None
+    return {**record, "reused": True}
+
+
+def _keep(folder: Path, key: str, cell: dict, result) -> dict:
+    """Write one finished cell: the picture first, then its record (whose presence means done)."""
+    picture = f"{CELLS}/{key}.png"
+    save_image(result.image, folder / picture)
+    losses = result.final_losses
+    record = {
+        "key": key,
+        "status": "ok",
+        "picture": picture,
+        "settings": _plain(cell),
+        "losses": {term: losses[term] for term in LOSS_TERMS if term in losses},
+        "evaluations": result.evaluations,
+        "seconds": result.seconds,
+        "threads": result.params.get("threads"),
+        "device": result.params.get("device"),
+        "events": result.events,
+    }
+    with atomic_write(folder / CELLS / f"{key}.json", "w") as handle:
+        json.dump(record, handle, indent=1)
+    return record
+
+
+# --------------------------------------------------------------------------------------
+# Summary: CSV, JSON and the contact sheet.
+
+
+def sheet_axes(axes: Mapping[str, Sequence], rows=None, columns=None) -> tuple[list[str], str | None]:
+    """Columns: ``columns`` or the swept axis with the most values; rows: ``rows`` or the other swept axes."""
+    swept = swept_axes(axes)
+    for name in [*(rows or []), *([columns] if columns else [])]:
+        if name not in swept:
+            raise ValueError(f"{name!r} is not a swept axis: choose from {', '.join(swept) or 'none (one cell)'}.")
+    if columns is None and swept:
+        columns = max(swept, key=lambda name: len(axes[name]))
+    rows = list(rows) if rows is not None else [name for name in swept if name != columns]
+    return rows, columns
+
+
+def _summarize(folder: Path, records: list[dict], rows: list[str], columns: str | None, log) -> SweepResult:
+    for index, record in enumerate(records):
+        record["index"] = index
+    with atomic_write(folder / "sweep.json", "w") as handle:
+        json.dump(records, handle, indent=1)
+    with atomic_write(folder / "sweep.csv", "w") as handle:
+        handle.write(_csv(records))
+    sheet = _sheet(folder, records, rows, columns)
+    failed = sum(record["status"] != "ok" for record in records)
+    log(f"sweep: {len(records) - failed} cells done, {failed} failed; {folder / 'sweep.csv'}"
+        + (f", {sheet}" if sheet else ""))
+    return SweepResult(records, folder, folder / "sweep.csv", folder / "sweep.json", sheet)
+
+
+def _csv(records: list[dict]) -> str:
+    heads = ["index", "status", "key", "picture", *AXES, *(f"{t}_loss" for t in LOSS_TERMS), "evaluations",
+             "seconds", "threads", "device", "reused", "error"]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, heads, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        row = {name: record.get(name, "") for name in heads}
+        for name, value in record["settings"].items():
+            row[name] = ",".join(value) if isinstance(value, list) else ("" if value is None else value)
+        for term, value in record.get("losses", {}).items():
+            row[f"{term}_loss"] = value
+        row["reused"] = bool(record.get("reused"))
+        writer.writerow(row)
+    return text.getvalue()
+
+
+def _value_text(name: str, value) -> str:
+    if isinstance(value, list):
+        return f"{name} {'+'.join(value)}"
+    if isinstance(value, float):
+        return f"{name} {value:g}"
+    return f"{name} {value}"
+
+
+def _sheet(folder: Path, records: list[dict], rows: list[str], columns: str | None) -> Path | None:
+    """The contact sheet: one column per value of ``columns``, one row per combination of ``rows``."""
+    def values(name):
+        return list(dict.fromkeys(json.dumps(r["settings"][name]) for r in records))
+
+    column_values = values(columns) if columns else ["null"]
+    row_values = list(itertools.product(*(values(name) for name in rows)))
+    tiles = [[None] * len(column_values) for _ in row_values]
+    captions = [[""] * len(column_values) for _ in row_values]
+    for record in records:
+        settings = record["settings"]
+        r = row_values.index(tuple(json.dumps(settings[name]) for name in rows))
+        c = column_values.index(json.dumps(settings[columns])) if columns else 0
+        if record["status"] == "ok":
+            tiles[r][c] = load_image(folder / record["picture"])
+            losses = record["losses"]
+            captions[r][c] = " ".join(f"{t} {losses[t]:.2g}" for t in ("content", "style") if t in losses)
+            captions[r][c] += f"\n{record['seconds']:.1f} s"
+        else:
+            captions[r][c] = "failed"
+    row_labels = [", ".join(_value_text(n, json.loads(v)) for n, v in zip(rows, combo)) for combo in row_values]
+    column_labels = [_value_text(columns, json.loads(v)) if columns else "" for v in column_values]
+    figure = contact_sheet(tiles, row_labels, column_labels, captions)
+    path = save_figure(figure, folder / "contact_sheet.png")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return path
+

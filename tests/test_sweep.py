@@ -1,0 +1,222 @@
+"""Parameter sweeps: the grid, the files, reuse, failing cells, and the same pictures on a Dask cluster
+even when a worker dies mid-task."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import blobs, stripes
+
+from nst_lib import cli, executor
+from nst_lib.executor import InProcess, ModelSpec
+from nst_lib.images import load_image, save_image
+from nst_lib.sweep import _Pictures, cell_key, grid, sheet_axes, sweep
+
+QUIET = dict(weights="random", precision="float32", device="cpu", progress=False, log=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    """A content and a style picture as files, 64 px wide."""
+    folder = tmp_path_factory.mktemp("pictures")
+    save_image(blobs(), folder / "blobs.png")
+    save_image(stripes(), folder / "stripes.png")
+    return folder / "blobs.png", folder / "stripes.png"
+
+
+def small_grid(pictures, steps=20):
+    content, style = pictures
+    return {"style_weight": [1e2, 1e4], "seed": [0, 1]}, dict(content=str(content), style=str(style), size=64,
+                                                              steps=steps)
+
+
+@pytest.fixture(scope="module")
+def reference(pictures, tmp_path_factory):
+    """The small sweep in this process, one thread per optimization."""
+    axes, fixed = small_grid(pictures)
+    return sweep(tmp_path_factory.mktemp("in_process"), axes, executor=InProcess(threads=1), **QUIET, **fixed)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    started = executor.local_cluster(workers=2, threads=1, size=64, log=lambda line: None)
+    yield started
+    started.close()
+
+
+def same_cells(a, b):
+    """Both sweeps made every cell, with the same pixels and the same losses."""
+    assert [c["status"] for c in a.cells] == [c["status"] for c in b.cells] == ["ok"] * len(a.cells)
+    for x, y in zip(a.cells, b.cells):
+        assert x["settings"] == y["settings"] and x["losses"] == y["losses"] and x["key"] == y["key"]
+        assert (a.folder / x["picture"]).read_bytes() == (b.folder / y["picture"]).read_bytes()
+
+
+def nothing_half_written(folder):
+    names = [path.name for path in folder.rglob("*")]
+    assert not [name for name in names if name.endswith(".part")]
+    for path in folder.rglob("*.json"):
+        json.loads(path.read_text())
+    for path in folder.rglob("*.png"):
+        load_image(path)
+
+
+# --------------------------------------------------------------------------------------
+# The grid and the keys.
+
+
+def test_the_grid_is_every_combination_with_the_last_axis_fastest():
+    cells = grid({"seed": [0, 1], "style_weight": [1.0, 10.0]}, {"content": "a", "style": "b"})
+    assert [(c["style_weight"], c["seed"]) for c in cells] == [(1.0, 0), (1.0, 1), (10.0, 0), (10.0, 1)]
+    assert cells[0]["content_layers"] == ("conv4_2",) and cells[0]["content"] == "a"
+    with pytest.raises(ValueError, match="Unknown sweep axis 'colour'"):
+        grid({"colour": [1]})
+    with pytest.raises(ValueError, match="The axis seed needs a list of at least one value"):
+        grid({"seed": []})
+
+
+def test_the_contact_sheet_puts_the_longest_axis_across():
+    axes = {"style_weight": [1, 2, 3], "init": ["noise", "content"], "seed": [0, 1], "size": [64]}
+    assert sheet_axes(axes) == (["init", "seed"], "style_weight")
+    assert sheet_axes(axes, rows=["style_weight"], columns="seed") == (["style_weight"], "seed")
+    with pytest.raises(ValueError, match="'size' is not a swept axis"):
+        sheet_axes(axes, columns="size")
+
+
+def test_a_key_changes_with_what_changes_the_picture(pictures):
+    axes, fixed = small_grid(pictures)
+    cell = grid(axes, fixed)[0]
+    model = ModelSpec.describe("cpu", weights="random", precision="float32")
+    images = _Pictures()
+    key = cell_key(cell, images, model, 1, "code")
+    assert key == cell_key(dict(cell), _Pictures(), model, 1, "code")
+    assert key != cell_key(cell, images, model, 2, "code")  # threads change the sums' order
+    assert key != cell_key(cell, images, model, 1, "other code")
+    assert key != cell_key({**cell, "seed": 5}, images, model, 1, "code")
+    assert key != cell_key(cell, images, ModelSpec.describe("cpu", weights="oxford"), 1, "code")
+
+
+# --------------------------------------------------------------------------------------
+# In this process.
+
+
+def test_a_sweep_writes_every_picture_a_table_and_a_contact_sheet(reference, artifacts):
+    cells = reference.cells
+    assert len(cells) == 4 and not reference.failed and reference.reused == 0
+    assert all(c["evaluations"] == 20 and c["threads"] == 1 and c["seconds"] > 0 for c in cells)
+    rows = reference.csv.read_text().splitlines()
+    assert len(rows) == 5 and rows[0].startswith("index,status,key,picture,content,style")
+    assert json.loads(reference.json.read_text())[3]["settings"]["seed"] == 1
+    sheet = load_image(reference.sheet)
+    assert sheet.shape[-1] > 2 * 64 and sheet.shape[-2] > 2 * 48
+    save_image(sheet, artifacts / "sweep_contact_sheet.png")
+    # The style weight moved the style loss down, for each seed.
+    style = {(c["settings"]["style_weight"], c["settings"]["seed"]): c["losses"]["style"] for c in cells}
+    assert style[1e4, 0] < style[1e2, 0] and style[1e4, 1] < style[1e2, 1]
+    nothing_half_written(reference.folder)
+
+
+def test_a_sweep_run_again_reuses_its_finished_cells(reference, pictures, tmp_path):
+    axes, fixed = small_grid(pictures)
+    folder = tmp_path / "again"
+    shutil.copytree(reference.folder, folder)
+    (folder / reference.cells[2]["picture"]).unlink()  # as if interrupted before this picture was kept
+    lines = []
+    again = sweep(folder, {**axes, "seed": [0, 1, 2]}, executor=InProcess(threads=1),
+                  **{**QUIET, "log": lines.append}, **fixed)
+    assert lines[0] == "sweep: 3 of 6 cells already done, reused"
+    assert [bool(c.get("reused")) for c in again.cells] == [True, True, False, False, True, False]
+    assert again.cells[3]["picture"] == reference.cells[2]["picture"]  # rerun: the same key, the same picture
+    redone = (folder / again.cells[3]["picture"]).read_bytes()
+    assert redone == (reference.folder / reference.cells[2]["picture"]).read_bytes()
+
+
+def test_a_failing_cell_is_reported_and_the_others_are_kept(pictures, tmp_path):
+    content, style = pictures
+    lines = []
+    # pool5 needs a side of at least 32 px: the 24 px cell (24 x 18) with it fails, the others run.
+    result = sweep(tmp_path / "failing", {"size": [24, 64], "style_layers": [("conv1_1",), ("pool5",)]},
+                   content=str(content), style=str(style), steps=2, executor=InProcess(threads=1),
+                   **{**QUIET, "log": lines.append})
+    assert [c["status"] for c in result.cells] == ["ok", "ok", "failed", "ok"]  # style layers, then sizes
+    assert "needs a side of at least 32 px" in result.cells[2]["error"]
+    assert any("cell 3" in line and "failed" in line for line in lines)
+    assert "failed" in result.csv.read_text().splitlines()[3]
+    nothing_half_written(result.folder)
+
+
+def run_cli(*args):
+    """``nst sweep`` in a fresh interpreter, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "nst_lib", "sweep", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "NST_EXECUTOR": "inprocess"})
+
+
+def test_the_command_line_sweeps_and_reuses(pictures, tmp_path):
+    content, style = pictures
+    arguments = ["--content", str(content), "--style", str(style), "--style-weight", "1,1e4", "--init",
+                 "noise,content", "--size", "32", "--steps", "3", "--weights", "random", "--precision", "float32",
+                 "-o", str(tmp_path / "cli")]
+    done = run_cli(*arguments)
+    assert done.returncode == 0, done.stderr
+    assert "4 cells done, 0 failed" in done.stdout and (tmp_path / "cli" / "contact_sheet.png").is_file()
+    again = run_cli(*arguments)
+    assert again.returncode == 0 and "4 of 4 cells already done, reused" in again.stdout
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--style-weight", "1,-5"], "style_weight=-5 is out of range"),
+        (["--init", "paint"], "Unknown init 'paint'"),
+        (["--size", "8"], "size=8 is out of range"),
+        (["--columns", "seed"], "'seed' is not a swept axis"),
+        (["--threads", "0"], "--threads must be a whole number of at least 1"),
+    ],
+)
+def test_a_bad_sweep_is_one_sentence(pictures, tmp_path, arguments, message, capsys, monkeypatch):
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")
+    content, style = pictures
+    status = cli.main(["sweep", "--content", str(content), "--style", str(style), "--steps", "2",
+                       "-o", str(tmp_path / "bad"), *arguments])
+    error = capsys.readouterr().err
+    assert status == 2 and message in error and len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "bad" / "sweep.csv").exists()
+
+
+# --------------------------------------------------------------------------------------
+# On a local cluster.
+
+
+def test_a_cluster_sweep_gives_the_same_pictures(reference, pictures, cluster, tmp_path):
+    axes, fixed = small_grid(pictures)
+    same_cells(reference, sweep(tmp_path / "cluster", axes, executor=cluster, **QUIET, **fixed))
+
+
+def test_a_worker_killed_mid_task_costs_only_a_rerun(reference, pictures, cluster, tmp_path):
+    axes, fixed = small_grid(pictures)
+    client = cluster.client
+    before = client.run(os.getpid)
+    finished = {}
+    worker = threading.Thread(
+        target=lambda: finished.update(result=sweep(tmp_path / "killed", axes, executor=cluster, **QUIET, **fixed))
+    )
+    worker.start()
+    deadline = time.monotonic() + 120
+    busy = []
+    while not busy and time.monotonic() < deadline:  # a worker that has begun a task (loading or optimizing)
+        executing = client.run(lambda dask_worker: len(dask_worker.state.executing))
+        busy = [address for address, count in executing.items() if count]
+        time.sleep(0.02)
+    assert busy, "no worker took a task"
+    os.kill(before[busy[0]], signal.SIGKILL)
+    worker.join(timeout=300)
+    assert "result" in finished, "the sweep did not finish"
+    same_cells(reference, finished["result"])
+    nothing_half_written(tmp_path / "killed")
+    assert before[busy[0]] not in client.run(os.getpid).values()  # the worker was killed and replaced
