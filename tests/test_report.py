@@ -125,6 +125,7 @@ def test_the_report_renders_in_chromium_with_every_image_and_link(built, artifac
             headings = page.eval_on_selector_all(
                 "h2, h3", "hs => hs.map(h => [h.tagName, h.id || h.closest('[id]').id])"
             )
+            text = page.inner_text("body")
             page.screenshot(path=str(artifacts / "report.png"), full_page=False)
             page.emulate_media(color_scheme="dark")
             page.screenshot(path=str(artifacts / "report-dark.png"), full_page=False)
@@ -133,6 +134,7 @@ def test_the_report_renders_in_chromium_with_every_image_and_link(built, artifac
             code_shown_in_print = page.eval_on_selector_all("details.code", "ds => ds.some(d => d.offsetParent)")
         finally:
             browser.close()
+    assert not any(repr_ in text for repr_ in ("<IPython.core.display", "<Figure size", "PosixPath("))
     assert len(images) >= 9 and all(image["loaded"] for image in images), images
     for image in images:
         assert image["alt"].strip().lower().rstrip(".") not in GENERIC_ALT and len(image["alt"]) > 20, image
