@@ -2,9 +2,11 @@
 
 ``python -m nst_lib report --profile standard`` (what ``make report`` runs):
 
-1. every ``notebooks/NN_*.ipynb`` runs with papermill, in number order, with
-   the profile, size, steps, device and weights as parameters; the executed
-   copy and its figures go to ``<build>/<notebook>/``, never over the sources;
+1. every numbered notebook ``NN_*.ipynb`` (the repository's ``notebooks/``,
+   installed as ``nst_lib.notebooks``) runs with papermill, in number order,
+   with the profile, size, steps, device and weights as parameters, in its own
+   folder ``<build>/<notebook>/``, which receives the executed copy and its
+   figures: the sources are only read;
 2. a section whose notebook, parameters and library code are unchanged since
    the last build (finished or interrupted) is reused, not run again;
 3. ``index.html`` is written (``page.render``): one self-contained page with
@@ -21,6 +23,7 @@ import json
 import os
 import shutil
 import time
+from importlib import resources
 from pathlib import Path
 
 from . import profiles
@@ -28,8 +31,7 @@ from .files import atomic_write
 from .page import render
 from .profiles import PROFILES
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
+PACKAGE = Path(__file__).resolve().parent
 SECTION_FILE = "section.json"
 # The section that shows a reader's own photographs: built only when some are given.
 PICTURES = "05_your_pictures"
@@ -39,16 +41,26 @@ class BuildError(RuntimeError):
     """A notebook failed; the message names it, the cell and the error."""
 
 
-def notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
+def notebook_folder() -> Path:
+    """Where the numbered notebooks are: ``notebooks/`` in a checkout, ``nst_lib/notebooks`` when installed."""
+    try:
+        return Path(str(resources.files("nst_lib.notebooks")))
+    except ModuleNotFoundError:  # an editable install made before the notebooks became package data
+        raise ValueError(
+            "This installation of nst_lib has no notebooks: reinstall it (in a checkout: make setup)."
+        ) from None
+
+
+def notebooks(folder: Path | None = None) -> list[Path]:
     """The numbered notebooks, in section order."""
-    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(p for p in (folder or notebook_folder()).glob("[0-9][0-9]_*.ipynb"))
 
 
 def code_fingerprint() -> str:
     """A hash of the library's source: a section is stale when the code it calls changed.
     (The page itself is rendered anew at every build, so its code does not count.)"""
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "nst_lib").glob("*.py")):
+    for path in sorted(PACKAGE.glob("*.py")):
         if path.name != "page.py":
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
@@ -131,7 +143,7 @@ def build(
         raise ValueError(f"{PICTURES} shows your own pictures: give --content, --style or --album as well.")
     chosen = [nb for nb in chosen if pictures or nb.stem != PICTURES]
     if not chosen:
-        raise ValueError(f"No notebook in {NOTEBOOKS} matches {only}.")
+        raise ValueError(f"No notebook in {notebook_folder()} matches {only}.")
     settings = {"profile": profile, "size": size, "steps": steps, "device": device, "weights": weights, **pictures}
     code = code_fingerprint()
     os.environ["NST_PROGRESS"] = "terminal"  # the kernels inherit it: bars on this terminal
@@ -181,7 +193,7 @@ def _execute(notebook: Path, folder: Path, parameters: dict) -> float:
             str(notebook),
             str(executed),
             parameters=parameters,
-            cwd=str(NOTEBOOKS),
+            cwd=str(folder),
             progress_bar=False,
             kernel_name="python3",
             # Let the kernel's own stderr reach this terminal (progress bars) instead of the notebook.
