@@ -52,7 +52,7 @@ def grid(
     columns = columns or min(len(images), 5)
     rows = math.ceil(len(images) / columns)
     width = images[0].shape[-1]
-    aspect = images[0].shape[-2] / width
+    aspect = max(image.shape[-2] / image.shape[-1] for image in images)  # the tallest tile sets each row's height
     tile_inches = min(max(width / DPI, MIN_TILE_INCHES), MAX_TILE_INCHES)
     # Captions wrap to their tile's width (about 0.55 em per character) instead of running into the next tile.
     characters = max(8, int(tile_inches * 72 / (LABEL_POINTS * 0.55)))
