@@ -333,7 +333,7 @@ def _facts(setup: dict, sections: list[dict]) -> str:
                     f"{setup.get('steps', '?')} evaluations per optimization"),
         ("precision", setup.get("precision", "?")),
         ("VGG-19", f"{setup.get('weights', '?')} weights, {setup.get('pooling', '?')} pooling"),
-        ("device", f"{setup.get('device', '?')}: {setup.get('device_name', '?')}, {setup.get('threads', '?')} threads"),
+        ("device", f"{setup.get('device', '?')}: {setup.get('device_name', '?')}, {_threads(setup.get('threads'))}"),
         ("torch", setup.get("torch", "?")),
         ("code", commit()),
         ("built", f"{built}; the notebooks ran for {_duration(total)}"),
@@ -377,6 +377,10 @@ def _setup_of(folder: Path) -> dict:
         return json.loads((folder / "figures" / SETUP_FILE).read_text())
     except (OSError, ValueError):
         return {}
+
+
+def _threads(count) -> str:
+    return "? threads" if count is None else f"{count} torch thread" + "s" * (count != 1)
 
 
 def _duration(seconds: float) -> str:
