@@ -56,7 +56,8 @@ def test_every_committed_notebook_agrees_with_what_it_says():
 
 
 def test_the_report_notebooks_leave_their_profile_to_the_reader():
-    for name in ("01_content_reconstruction", "02_texture_synthesis", "03_style_transfer", "05_your_pictures"):
+    for name in ("01_content_reconstruction", "02_texture_synthesis", "03_style_transfer", "04_feedforward",
+                 "05_your_pictures"):
         book = nbformat.read(report.notebook_folder() / f"{name}.ipynb", as_version=4)
         parameters = next(c for c in book.cells if "parameters" in c.metadata.get("tags", []))
         assert parameters.source.startswith("profile = None"), name
