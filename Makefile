@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 PROFILE ?= standard
 DEVICE ?= auto
 OUT ?=
+# Your own pictures for the report's section "Your pictures": comma-separated files or named images, and a folder.
+CONTENT ?=
+STYLE ?=
+ALBUM ?=
 
 # Named images come from a local mirror folder when there is one beside the checkout;
 # otherwise each is downloaded once from its pinned URL (see assets/manifest.json).
@@ -31,15 +35,24 @@ browser:
 	  else echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium'."; exit 1; fi; }
 
 report: setup
-	$(BIN)/python -m nst_lib report --profile $(PROFILE) --device $(DEVICE) $(if $(OUT),--output $(OUT))
+	$(BIN)/python -m nst_lib report --profile $(PROFILE) --device $(DEVICE) $(if $(OUT),--output "$(OUT)") \
+	  $(if $(CONTENT),--content "$(CONTENT)") $(if $(STYLE),--style "$(STYLE)") $(if $(ALBUM),--album "$(ALBUM)")
 
 test: setup browser
 	$(BIN)/python -m pytest
 
-# Re-run the notebooks in place (quick profile) so that their stored outputs, which nbval compares, are current.
+# Notebooks are committed without outputs (see README, "Notebooks"), except those that keep outputs for nbval to
+# compare: re-run those in place in the quick profile, and clear the outputs of the others.
 notebooks: setup
-	cd notebooks && NST_PROGRESS=off ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-	  --ExecutePreprocessor.store_widget_state=False --ExecutePreprocessor.record_timing=False [0-9][0-9]_*.ipynb
+	@for nb in notebooks/[0-9][0-9]_*.ipynb; do \
+	  if $(BIN)/python -c "import json, sys; sys.exit(not any(c.get('outputs') for c in json.load(open(sys.argv[1]))['cells']))" $$nb; then \
+	    echo "running $$nb (quick profile)"; \
+	    (cd notebooks && NST_PROGRESS=off NST_PROFILE=quick ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	      --ExecutePreprocessor.store_widget_state=False --ExecutePreprocessor.record_timing=False $$(basename $$nb)); \
+	  else \
+	    $(BIN)/jupyter nbconvert --clear-output --inplace $$nb; \
+	  fi; \
+	done
 
 bench: setup
 	$(BIN)/python bench/speed.py

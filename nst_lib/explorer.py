@@ -6,8 +6,11 @@ Run starts ``optimize.transfer`` in a background thread: the notebook stays
 responsive, and Stop ends the run before its next evaluation. Every few
 evaluations the preview, the loss curve and the progress bar are updated.
 Runs that end (finished or stopped) go to a strip, newest first, each
-captioned with its parameters; Save writes the latest run's picture and a
-JSON of its parameters, both atomically.
+captioned with its parameters and with three buttons: Save writes its picture
+and a JSON of its parameters (atomically), Restore puts its settings back on
+the controls, Compare (on two runs) shows both side by side at their own
+pixels with the settings in which they differ. The preview, too, shows the
+picture at its own pixels.
 
 Every error a user can cause (an upload that is not an image, no style layer
 selected, a size too small for the layers, a folder that cannot be written)
@@ -38,15 +41,19 @@ from .losses import LossSpec
 from .optimize import INITS, OPTIMIZERS, Result, transfer
 from .vgg import CONV_LAYERS, VGG19, pick_device
 
-# Measured on 2 CPU cores: about 0.11 s per evaluation at 128 px, so with a
-# preview every 5 evaluations the picture visibly forms within seconds.
-SIZE = 128
-STEPS = 100
+# The first Run: the photograph taking on the painting's style, from the photograph itself at style
+# weight 1e4 (the report's setting for that start), 60 evaluations at 256 px. On 2 CPU cores in bfloat16
+# an evaluation at 256 px takes about 0.2 s (README, "Speed"): a picture worth keeping in about 15 s,
+# with a new preview every 5 evaluations. tests/test_explorer_browser.py measures it.
+SIZE = 256
+STEPS = 60
+INIT = "content"
+STYLE_WEIGHT = 1e4
 PREVIEW_EVERY = 5
 # Drawing the loss curve costs about half an evaluation at 128 px; at most once a second keeps it cheap.
 LOSS_PLOT_EVERY_S = 1.0
-PREVIEW_WIDTH = "320px"
 THUMBNAIL = 160
+STRIP_WIDTH = 192
 NO_SECOND_STYLE = "(none)"
 UPLOADED = "uploaded: "
 OPTIMIZER_LABELS = {"lbfgs": "L-BFGS", "adam": "Adam"}
@@ -142,6 +149,9 @@ class Explorer:
         self._worker: threading.Thread | None = None
         self._history: dict[str, list[float]] = {}
         self._plotted = 0.0  # when the loss curve was last drawn (perf_counter seconds)
+        self._compared: list[int] = []  # the runs picked for comparison, at most two
+        self._compare_toggles: dict[int, widgets.ToggleButton] = {}
+        self._syncing = False
         self._build(size or SIZE, steps or STEPS, output_dir)
 
     # ----------------------------------------------------------------------------------
@@ -189,13 +199,13 @@ class Explorer:
     def running(self) -> bool:
         return self._worker is not None and self._worker.is_alive()
 
-    def save(self, folder: str | Path | None = None) -> tuple[Path, Path] | None:
-        """Write the latest run as ``<stem>.png`` and ``<stem>.json`` into ``folder``
-        (default: the folder in the UI); return both paths, or None with a message."""
+    def save(self, folder: str | Path | None = None, run: int | None = None) -> tuple[Path, Path] | None:
+        """Write run number ``run`` (default: the latest) as ``<stem>.png`` and ``<stem>.json`` into
+        ``folder`` (default: the folder in the UI); return both paths, or None with a message."""
         if not self.runs:
             self._say("Nothing to save yet: press Run first.", error=True)
             return None
-        run = self.runs[-1]
+        run = self._run(run)
         folder = Path(folder if folder is not None else self.output_dir.value.strip() or ".").expanduser()
         stem = run.file_stem()
         try:
@@ -209,6 +219,36 @@ class Explorer:
             return None
         self._say(f"Saved run {run.number} as {picture} with its parameters in {record.name}.")
         return picture, record
+
+    def restore(self, run: int | None = None) -> None:
+        """Put run number ``run``'s settings (default: the latest's) back on the controls."""
+        if not self.runs:
+            self._say("No run to restore yet: press Run first.", error=True)
+            return
+        chosen = self._run(run)
+        s = chosen.settings
+        menus = ((self.content, s["content"]), (self.style, s["style"]), (self.second_style, s["second_style"]))
+        missing = [name for menu, name in menus if name and name not in menu.options]
+        if missing:
+            self._say(f"Cannot restore run {chosen.number}: {missing[0]} is no longer available.", error=True)
+            return
+        self.content.value, self.style.value = s["content"], s["style"]
+        self.second_style.value = s["second_style"] or NO_SECOND_STYLE
+        if s["second_style"]:
+            self.second_style_weight.value = s["second_style_weight"]
+        self.content_layer.value, self.style_layers.value = s["content_layer"], tuple(s["style_layers"])
+        for name in ("content_weight", "style_weight", "tv_weight", "init", "optimizer", "steps", "size", "seed",
+                     "preserve_colors"):
+            getattr(self, name).value = s[name]
+        self._say(f"The controls hold run {chosen.number}'s settings again: press Run to run it anew.")
+
+    def compare(self, first: int, second: int) -> None:
+        """Show runs ``first`` and ``second`` (numbers) side by side, at their own pixels, with the
+        settings in which they differ and their final losses."""
+        runs = [self._run(first), self._run(second)]
+        self._compared = [run.number for run in runs]
+        self._sync_compare_toggles()
+        self.comparison.children = (_comparison(*runs),)
 
     def settings(self) -> dict:
         """The controls' current values: what Run will use and what Save records."""
@@ -390,13 +430,14 @@ class Explorer:
             options=CONV_LAYERS, value=profiles.CONTENT_LAYERS[0], description="content layer", **_control()
         )
         self.style_layers = widgets.SelectMultiple(
-            options=CONV_LAYERS, value=profiles.STYLE_LAYERS, rows=10, description="style layers", **_control()
+            options=CONV_LAYERS, value=profiles.STYLE_LAYERS, rows=len(CONV_LAYERS), description="style layers",
+            **_control(),
         )
         self.content_weight = widgets.FloatSlider(
             value=profiles.CONTENT_WEIGHT, min=0, max=10, step=0.1, description="content weight", **_control()
         )
         self.style_weight = widgets.FloatLogSlider(
-            value=profiles.STYLE_WEIGHT, base=10, min=0, max=7, step=0.5, readout_format=".0e",
+            value=STYLE_WEIGHT, base=10, min=0, max=7, step=0.5, readout_format=".0e",
             description="style weight", **_control(),
         )
         # Neighbouring-pixel differences are about 0.01 in a photo, so weights up to 100 span "off" to "blurred".
@@ -406,7 +447,7 @@ class Explorer:
         self.preserve_colors = widgets.Checkbox(value=False, description="keep the content's colours", indent=False)
 
     def _make_run_controls(self, size: int, steps: int, output_dir) -> None:
-        self.init = widgets.ToggleButtons(options=list(INITS), value=profiles.INIT, description="start from")
+        self.init = widgets.ToggleButtons(options=list(INITS), value=INIT, description="start from")
         self.optimizer = widgets.ToggleButtons(
             options=[(OPTIMIZER_LABELS[name], name) for name in OPTIMIZERS], value=profiles.OPTIMIZER,
             description="optimizer",
@@ -425,13 +466,15 @@ class Explorer:
         self.progress = widgets.IntProgress(value=0, min=0, max=steps, layout=widgets.Layout(width="320px"))
         self.progress_label = widgets.Label()
         blank = Image.new("RGB", (4, 3), (238, 238, 238))
-        self.preview = widgets.Image(value=_png(blank), format="png", width=PREVIEW_WIDTH)
+        self.preview = widgets.Image(value=_png(blank), format="png")  # at the picture's own pixels
         self.loss_plot = widgets.Image(value=_loss_png({}), format="png")
         self.strip = widgets.HBox(layout=widgets.Layout(overflow="auto", width="100%"))
+        self.comparison = widgets.VBox()
 
     def _wire(self) -> None:
         # Class names that a browser (or a person's CSS) can find the parts by.
-        for name in ("run_button", "stop_button", "save_button", "preview", "loss_plot", "strip", "message"):
+        for name in ("run_button", "stop_button", "save_button", "preview", "loss_plot", "strip", "comparison",
+                     "message"):
             getattr(self, name).add_class(f"nst-{name.replace('_', '-')}")
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
@@ -468,8 +511,45 @@ class Explorer:
                 widgets.HBox([self.preview, self.loss_plot]),
                 widgets.HTML("<b>Runs</b>, newest first"),
                 self.strip,
+                self.comparison,
             ]
         )
+
+    def _run(self, number: int | None) -> Run:
+        """The run with this number (None: the latest); a ValueError names the numbers there are."""
+        if number is None:
+            return self.runs[-1]
+        for run in self.runs:
+            if run.number == number:
+                return run
+        raise ValueError(f"There is no run {number}: the runs are {', '.join(str(r.number) for r in self.runs)}.")
+
+    def _on_compare_toggle(self, number: int, on: bool) -> None:
+        """Compare keeps the two runs picked last; with both picked, they appear side by side."""
+        if self._syncing:
+            return
+        if on and number not in self._compared:
+            self._compared = (self._compared + [number])[-2:]
+        elif not on and number in self._compared:
+            self._compared.remove(number)
+        self._sync_compare_toggles()
+        if len(self._compared) == 2:
+            first, second = sorted(self._compared)
+            self.comparison.children = (_comparison(self._run(first), self._run(second)),)
+            self._say(f"Runs {first} and {second} are side by side under the strip.")
+        else:
+            self.comparison.children = ()
+            if self._compared:
+                self._say(f"Run {self._compared[0]} is picked for comparison: pick a second run.")
+
+    def _sync_compare_toggles(self) -> None:
+        """Each run's Compare button shows whether it is picked (without reacting to its own change)."""
+        self._syncing = True
+        try:
+            for number, toggle in self._compare_toggles.items():
+                toggle.value = number in self._compared
+        finally:
+            self._syncing = False
 
     def _picture(self, choice: str) -> Image.Image:
         return self._uploads[choice] if choice in self._uploads else _named_picture(choice)
@@ -490,14 +570,46 @@ class Explorer:
             thumbnail.value = _png(picture)
 
     def _strip_item(self, run: Run) -> widgets.Widget:
-        picture = widgets.Image(value=_png(tensor_to_pil(run.image)), format="png", width="192px")
+        picture = widgets.Image(value=_png(tensor_to_pil(run.image)), format="png", width=f"{STRIP_WIDTH}px")
         caption = widgets.HTML(f"<div style='font-size: 11px; line-height: 1.3'>{run.caption()}</div>")
-        layout = widgets.Layout(width="200px", min_width="200px", margin="0 10px 0 0")
-        return widgets.VBox([picture, caption], layout=layout)
+        small = {"layout": widgets.Layout(width="62px", padding="0")}
+        save = widgets.Button(description="Save", tooltip=f"save run {run.number} into the folder above", **small)
+        restore = widgets.Button(description="Restore", tooltip=f"put run {run.number}'s settings back", **small)
+        compare = widgets.ToggleButton(description="Compare", tooltip="pick two runs to see side by side", **small)
+        save.on_click(lambda _: self.save(run=run.number))
+        restore.on_click(lambda _: self.restore(run.number))
+        compare.observe(lambda change: self._on_compare_toggle(run.number, change["new"]), names="value")
+        self._compare_toggles[run.number] = compare
+        for button, name in ((save, "save"), (restore, "restore"), (compare, "compare")):
+            button.add_class(f"nst-strip-{name}")
+        layout = widgets.Layout(width=f"{STRIP_WIDTH + 8}px", min_width=f"{STRIP_WIDTH + 8}px", margin="0 10px 0 0")
+        return widgets.VBox([picture, caption, widgets.HBox([save, restore, compare])], layout=layout)
 
     def _say(self, text: str, error: bool = False) -> None:
         colour = "#b00020" if error else "inherit"
         self.message.value = f"<span style='color: {colour}'>{html.escape(text)}</span>"
+
+
+def _comparison(first: Run, second: Run) -> widgets.Widget:
+    """Two runs side by side at their own pixels, the settings in which they differ, and their losses."""
+    differing = [key for key in first.settings if first.settings[key] != second.settings[key]]
+    rows = [(key.replace("_", " "), first.settings[key], second.settings[key]) for key in differing]
+    rows.append(("evaluations", first.result.evaluations, second.result.evaluations))
+    rows += [(f"final {name} loss", f"{first.result.final_losses[name]:.3g}", f"{second.result.final_losses[name]:.3g}")
+             for name in first.result.final_losses if name in second.result.final_losses]
+    head = f"<tr><th></th><th>run {first.number}</th><th>run {second.number}</th></tr>"
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(a))}</td><td>{html.escape(str(b))}</td></tr>"
+                   for k, a, b in rows)
+    table = widgets.HTML(f"<table style='font-size: 12px; border-spacing: 8px 2px'>{head}{body}</table>")
+    pictures = [
+        widgets.VBox([widgets.HTML(f"<b>Run {run.number}</b>"),
+                      widgets.Image(value=_png(tensor_to_pil(run.image)), format="png")],
+                     layout=widgets.Layout(margin="0 12px 0 0"))
+        for run in (first, second)
+    ]
+    title = widgets.HTML(f"<b>Runs {first.number} and {second.number} side by side</b>"
+                         + ("" if differing else " (the same settings)"))
+    return widgets.VBox([title, widgets.HBox(pictures), table])
 
 
 @lru_cache(maxsize=2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,6 +18,11 @@ DPI = 100
 # Tiles are at least this wide so their captions fit, and at most so that a grid fits a page.
 MIN_TILE_INCHES = 1.5
 MAX_TILE_INCHES = 2.8
+LABEL_POINTS = 9
+
+
+def _wrapped(label: str, characters: int) -> str:
+    return "\n".join(textwrap.fill(line, characters, break_long_words=False) or line for line in label.split("\n"))
 
 
 def _as_array(image: torch.Tensor):
@@ -46,9 +52,12 @@ def grid(
     columns = columns or min(len(images), 5)
     rows = math.ceil(len(images) / columns)
     width = images[0].shape[-1]
-    aspect = images[0].shape[-2] / width
+    aspect = max(image.shape[-2] / image.shape[-1] for image in images)  # the tallest tile sets each row's height
     tile_inches = min(max(width / DPI, MIN_TILE_INCHES), MAX_TILE_INCHES)
-    lines = max(str(label).count("\n") + 1 for label in labels)
+    # Captions wrap to their tile's width (about 0.55 em per character) instead of running into the next tile.
+    characters = max(8, int(tile_inches * 72 / (LABEL_POINTS * 0.55)))
+    labels = [_wrapped(str(label), characters) for label in labels]
+    lines = max(label.count("\n") + 1 for label in labels)
     figure, axes = plt.subplots(
         rows,
         columns,
@@ -61,7 +70,7 @@ def grid(
     enlarged = tile_inches * DPI > width
     for axis, image, label in zip(axes.flat, images, labels):
         axis.imshow(_as_array(image), interpolation="nearest" if enlarged else "antialiased")
-        axis.set_title(str(label), fontsize=9)
+        axis.set_title(label, fontsize=LABEL_POINTS)
     if title:
         figure.suptitle(title, fontsize=12)
     figure.tight_layout()
@@ -74,8 +83,13 @@ def loss_curves(
     terms: Sequence[str] = ("content", "style"),
     title: str | None = None,
     xlabel: str = "evaluation",
+    marks: Mapping[str, Sequence[int]] | None = None,
 ):
-    """One panel per loss term, one line per run, log scale, against evaluations (or ``xlabel``)."""
+    """One panel per loss term, one line per run, log scale, against evaluations (or ``xlabel``).
+
+    ``marks``: per run label, evaluations to mark with a dashed vertical line in that run's colour
+    (rollbacks, restarts).
+    """
     terms = [t for t in terms if any(t in h for h in histories.values())]
     if not terms:
         raise ValueError("None of the runs recorded the loss terms asked for.")
@@ -83,7 +97,9 @@ def loss_curves(
     for axis, term in zip(axes[0], terms):
         for label, history in histories.items():
             if term in history:
-                axis.plot(range(1, len(history[term]) + 1), history[term], label=label)
+                (line,) = axis.plot(range(1, len(history[term]) + 1), history[term], label=label)
+                for evaluation in (marks or {}).get(label, ()):
+                    axis.axvline(evaluation, color=line.get_color(), linestyle="--", linewidth=0.8, alpha=0.8)
         axis.set_yscale("log")
         axis.set_xlabel(xlabel)
         axis.set_ylabel(f"{term} loss (relative)")
@@ -100,7 +116,8 @@ def save_figure(figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as handle:
-        figure.savefig(handle, format="png", dpi=dpi, bbox_inches="tight")
+        # An opaque white background: the notebook's inline backend makes figures transparent by default.
+        figure.savefig(handle, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
     return path
 
 

@@ -5,6 +5,16 @@ then calls ``setup(...)`` and uses the returned ``Setup`` for everything else,
 so that a notebook run by papermill and one stepped through by hand behave
 the same.
 
+The profile a notebook leaves open (``profile = None``) comes from the
+environment variable ``NST_PROFILE``, else it is ``standard``: a notebook
+opened by hand runs what the report shows, and the tests set
+``NST_PROFILE=quick`` for the kernels that nbval starts. A report build
+passes its profile explicitly.
+
+Figures go through ``Setup.save``: the PNG is written once, the notebook shows
+that same file, and the output records its file name, title and caption, from
+which the report makes a captioned figure that links to the full-size PNG.
+
 Progress follows the environment variable ``NST_PROGRESS``: ``notebook``
 (default; bars under the cells), ``terminal`` (what ``make report`` sets: bars
 and figure names on the terminal that runs the build) or ``off`` (tests).
@@ -17,6 +27,7 @@ or on a Dask cluster, with one progress bar over the batch.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -32,12 +43,16 @@ from .figures import save_figure
 from .files import atomic_write
 from .images import load_image
 from .optimize import Result, transfer
-from .profiles import Profile, get_profile
+from .profiles import PROFILES, Profile, get_profile
 from .vgg import VGG19, describe_device, pick_device
 
+PROFILE_VARIABLE = "NST_PROFILE"
+DEFAULT_PROFILE = "standard"
 PROGRESS_VARIABLE = "NST_PROGRESS"
 PROGRESS_MODES = {"notebook": True, "terminal": "terminal", "off": False}
 SETUP_FILE = "setup.json"
+# The key under which a figure output's metadata holds its file name, title and caption.
+FIGURE_METADATA = "nst_lib/figure"
 
 
 @dataclass
@@ -86,11 +101,21 @@ class Setup:
                                            model=self.model, log=log)
         return self._executor
 
-    def save(self, figure, name: str) -> None:
-        """Save a figure as ``<output_dir>/<name>.png`` (the notebook shows it as well)."""
+    def save(self, figure, name: str, caption: str | None = None) -> None:
+        """Save a matplotlib figure as ``<output_dir>/<name>.png``, show that file as the cell's
+        output, and close the figure (so that it is not shown twice).
+
+        ``caption``: one or two sentences on how to read the figure, shown under it in the report
+        and used, with the figure's title, as its alternative text.
+        """
+        import matplotlib.pyplot as plt
+
         path = save_figure(figure, self.output_dir / f"{name}.png")
+        title = figure.get_suptitle() if hasattr(figure, "get_suptitle") else ""
+        plt.close(figure)
         self.figures.append(path.name)
         self.announce(f"figure {path.name} saved")
+        show(SavedFigure(path, title=title, caption=caption or ""))
 
     def announce(self, message: str) -> None:
         """Tell the person running a report build what is happening (terminal mode only)."""
@@ -105,6 +130,7 @@ class Setup:
             "device": str(self.device),
             "device_name": describe_device(self.device),
             "threads": torch.get_num_threads(),
+            "precision": "bfloat16" if self.model.uses_bfloat16(self.device) else "float32",
             "weights": self.model.weights,
             "pooling": self.model.pooling,
             "torch": torch.__version__,
@@ -114,7 +140,7 @@ class Setup:
 
 
 def setup(
-    profile: str = "quick",
+    profile: str | None = None,
     *,
     size: int | None = None,
     steps: int | None = None,
@@ -124,8 +150,11 @@ def setup(
     output_dir: str | os.PathLike = "figures",
     executor: str | None = None,
 ) -> Setup:
-    """Resolve a notebook's parameters; record them in ``<output_dir>/setup.json``."""
-    chosen = get_profile(profile, size=size, steps=steps)
+    """Resolve a notebook's parameters; record them in ``<output_dir>/setup.json``.
+
+    ``profile`` None: ``$NST_PROFILE`` when set, else ``standard``.
+    """
+    chosen = get_profile(chosen_profile(profile), size=size, steps=steps)
     mode = os.environ.get(PROGRESS_VARIABLE, "notebook")
     if mode not in PROGRESS_MODES:
         raise ValueError(f"{PROGRESS_VARIABLE}={mode!r} is not understood: use notebook, terminal or off.")
@@ -142,3 +171,46 @@ def setup(
     with atomic_write(run.output_dir / SETUP_FILE, "w") as handle:
         json.dump(run.describe(), handle, indent=1)
     return run
+
+
+def chosen_profile(profile: str | None = None) -> str:
+    """``profile``, else ``$NST_PROFILE``, else ``standard``; an unknown name is one sentence."""
+    if profile is None:
+        profile = os.environ.get(PROFILE_VARIABLE) or DEFAULT_PROFILE
+        if profile not in PROFILES:
+            raise ValueError(
+                f"{PROFILE_VARIABLE}={profile!r} is not a profile: use one of {', '.join(PROFILES)}, or unset it."
+            )
+    return profile
+
+
+@dataclass(frozen=True)
+class SavedFigure:
+    """A figure file as a notebook output: the PNG itself, and, in the output's metadata under
+    ``FIGURE_METADATA``, its file name, title and caption (what the report builds its figure from)."""
+
+    path: Path
+    title: str = ""
+    caption: str = ""
+
+    @property
+    def description(self) -> str:
+        """Title and caption in one line: the figure's text form and alternative text."""
+        parts = [text.strip().rstrip(".") for text in (self.title, self.caption) if text.strip()]
+        return ". ".join(parts) + "." if parts else f"Figure {self.path.stem}."
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        data = {"image/png": base64.b64encode(self.path.read_bytes()).decode("ascii"), "text/plain": self.description}
+        metadata = {FIGURE_METADATA: {"file": self.path.name, "title": self.title, "caption": self.caption}}
+        return data, metadata
+
+
+def show(output) -> None:
+    """Display ``output`` as a cell output when running in a notebook kernel; elsewhere do nothing."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(output)

@@ -9,8 +9,9 @@
    figures: the sources are only read;
 2. a section whose notebook, parameters and library code are unchanged since
    the last build (finished or interrupted) is reused, not run again;
-3. ``index.html`` is written: one self-contained page (figures embedded) with
-   the sections in order, their parameters, weights, device and wall time;
+3. ``index.html`` is written (``page.render``): one self-contained page with
+   the sections in order, rendered by nbconvert, and the profile, precision,
+   device, commit and times in its header;
 4. only then does the new report replace the old one, so a failed or
    interrupted build leaves the previous report as it was.
 """
@@ -18,21 +19,22 @@
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import os
 import shutil
 import time
-from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 
 from . import profiles
 from .executor import code_fingerprint, served  # a section is stale when the code it calls changed
 from .files import atomic_write
+from .page import render
 from .profiles import PROFILES, get_profile
 
 SECTION_FILE = "section.json"
+# The section that shows a reader's own photographs: built only when some are given.
+PICTURES = "05_your_pictures"
 
 
 class BuildError(RuntimeError):
@@ -55,10 +57,48 @@ def notebooks(folder: Path | None = None) -> list[Path]:
 
 
 def section_key(notebook: Path, parameters: dict, code: str) -> str:
+    """What a section depends on: the notebook, its parameters, the library code, and the contents of
+    any file or folder a parameter names by absolute path (a photograph changed under the same name)."""
     digest = hashlib.sha256(notebook.read_bytes())
     digest.update(json.dumps(parameters, sort_keys=True).encode())
     digest.update(code.encode())
+    for value in parameters.values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str) and os.path.isabs(item):
+                digest.update(_contents_digest(Path(item)).encode())
     return digest.hexdigest()[:16]
+
+
+def _contents_digest(path: Path) -> str:
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes() if file.is_file() else b"missing")
+    return digest.hexdigest()
+
+
+def check_pictures(photos=(), paintings=(), album=None) -> dict:
+    """A reader's own pictures as the parameters of the section that shows them (``PICTURES``):
+    files as absolute paths, named images by name, each checked to open as an image; {} when none
+    are given. A bad one is one sentence (ImageError or AssetError)."""
+    from .assets import names, resolve
+    from .images import image_files_in, open_image
+
+    def checked(source) -> str:
+        path = resolve(source)  # a named image's file; an AssetError for a word that is neither
+        open_image(path)
+        return str(source) if str(source) in names() else str(path.resolve())
+
+    if not (photos or paintings or album):
+        return {}
+    folder = None
+    if album is not None:
+        files = image_files_in(album)
+        for file in files:
+            open_image(file)
+        folder = str(Path(album).expanduser().resolve())
+    return {"photos": [checked(p) for p in photos], "paintings": [checked(p) for p in paintings], "album": folder}
 
 
 def build(
@@ -73,26 +113,37 @@ def build(
     executor: str | None = None,
     scheduler: str | None = None,
     threads: int | None = None,
+    photos: list[str] = (),
+    paintings: list[str] = (),
+    album: str | os.PathLike | None = None,
     log=print,
 ) -> Path:
     """Build the report into ``output`` (replaced only on success); return index.html's path.
 
     ``executor``, ``scheduler`` and ``threads`` say where the notebooks' batches of optimizations run
-    (``nst_lib.executor.executor_from``): a local cluster is started once for the whole build."""
+    (``nst_lib.executor.executor_from``): a local cluster is started once for the whole build.
+
+    ``photos``, ``paintings`` (files or named images) and ``album`` (a folder of photographs) add
+    the section "Your pictures" (``PICTURES``); without any of them it is left out.
+    """
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}: choose one of {', '.join(PROFILES)}.")
+    pictures = check_pictures(photos, paintings, album)
     output = Path(output).resolve()
     partial = output.with_name(output.name + ".partial")
     _recover(output)
     partial.mkdir(parents=True, exist_ok=True)
     chosen = [nb for nb in notebooks() if not only or any(nb.stem.startswith(o) for o in only)]
+    if not pictures and only and [nb.stem for nb in chosen] == [PICTURES]:
+        raise ValueError(f"{PICTURES} shows your own pictures: give --content, --style or --album as well.")
+    chosen = [nb for nb in chosen if pictures or nb.stem != PICTURES]
     if not chosen:
         raise ValueError(f"No notebook in {notebook_folder()} matches {only}.")
-    settings = {"profile": profile, "size": size, "steps": steps, "device": device, "weights": weights}
+    settings = {"profile": profile, "size": size, "steps": steps, "device": device, "weights": weights, **pictures}
     code = code_fingerprint()
     os.environ["NST_PROGRESS"] = "terminal"  # the kernels inherit it: bars on this terminal
     sections = []
-    where = dict(scheduler=scheduler, threads=threads, device=device, size=get_profile(profile, size=size).size)
+    where = {"scheduler": scheduler, "threads": threads, "device": device, "size": get_profile(profile, size=size).size}
     with served(executor, **where, log=log):
         for number, notebook in enumerate(chosen, start=1):
             label = f"[{number}/{len(chosen)}] {notebook.stem}"
@@ -183,126 +234,3 @@ def _recover(output: Path) -> None:
     old = output.with_name(output.name + ".old")
     if old.exists() and not output.exists():
         old.rename(output)
-
-
-# --------------------------------------------------------------------------------------
-# HTML
-
-
-STYLE = """
-body { font: 16px/1.55 system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2.5em; }
-table { border-collapse: collapse; margin: 0.8em 0; } td, th { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
-th { background: #f4f4f4; } img { max-width: 100%; height: auto; } pre { background: #f7f7f7; padding: 0.6em; overflow-x: auto; }
-details.code summary { color: #777; cursor: pointer; font-size: 0.85em; } .meta { color: #555; font-size: 0.9em; }
-.note { color: #a60; } figure { margin: 0.8em 0; }
-"""
-
-
-def render(build_dir: Path, sections: list[dict]) -> str:
-    """One self-contained HTML page for the executed notebooks under ``build_dir``."""
-    import nbformat
-
-    books = [nbformat.read(build_dir / Path(s["notebook"]).stem / s["notebook"], as_version=4) for s in sections]
-    setups = [_setup_of(build_dir / Path(s["notebook"]).stem) for s in sections]
-    first = next((s for s in setups if s), {})
-    total = sum(s["seconds"] for s in sections)
-    built = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<title>Neural style transfer: the report</title>",
-        f"<style>{STYLE}</style></head><body>",
-        "<h1>Neural style transfer: the report</h1>",
-        f"<p class='meta'>Built {built} in {_duration(total)}.</p>",
-        _table(
-            [
-                ("profile", first.get("profile", "?")),
-                ("image size (longest side)", f"{first.get('size', '?')} px"),
-                ("evaluations per optimization", first.get("steps", "?")),
-                ("VGG-19 weights", f"{first.get('weights', '?')} ({first.get('pooling', '?')} pooling)"),
-                ("device", f"{first.get('device', '?')}: {first.get('device_name', '?')}"),
-                ("torch", first.get("torch", "?")),
-            ]
-        ),
-        "<h2 id='contents'>Contents</h2><ol>",
-    ]
-    for section, book in zip(sections, books):
-        anchor = Path(section["notebook"]).stem
-        parts.append(f"<li><a href='#{anchor}'>{html.escape(_title(book, anchor))}</a> ({_duration(section['seconds'])})</li>")
-    parts.append("</ol>")
-    for section, book, setup in zip(sections, books, setups):
-        parts.append(_render_section(section, book, setup))
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _render_section(section: dict, book, setup: dict) -> str:
-    import mistune
-
-    anchor = Path(section["notebook"]).stem
-    parameters = {k: v for k, v in section["parameters"].items() if k != "output_dir" and v is not None}
-    facts = [f"Wall time {_duration(section['seconds'])}"]
-    facts.append("parameters " + ", ".join(f"{k}={v}" for k, v in parameters.items()))
-    facts += [f"{key} {setup[key]}" for key in ("weights", "device") if key in setup]
-    link = f"<a href='{anchor}/{html.escape(section['notebook'])}'>executed notebook</a>"
-    parts = [
-        f"<section id='{anchor}'>",
-        f"<h2>{html.escape(_title(book, anchor))}</h2>",
-        f"<p class='meta'>{html.escape(' · '.join(facts))} · {link}</p>",
-    ]
-    markdown = mistune.create_markdown(plugins=["table", "strikethrough"])
-    skipped_title = False
-    for cell in book.cells:
-        if cell.cell_type == "markdown":
-            source = cell.source
-            if not skipped_title and source.lstrip().startswith("# "):
-                source = source.split("\n", 1)[1] if "\n" in source else ""
-                skipped_title = True
-            parts.append(markdown(source))
-        elif cell.cell_type == "code" and "injected-parameters" not in cell.metadata.get("tags", []):
-            parts.append(f"<details class='code'><summary>code</summary><pre>{html.escape(cell.source)}</pre></details>")
-            parts.extend(_render_output(output) for output in cell.get("outputs", []))
-    parts.append("</section>")
-    return "\n".join(p for p in parts if p)
-
-
-def _render_output(output) -> str:
-    kind = output.get("output_type")
-    if kind == "stream":
-        return f"<pre>{html.escape(output['text'])}</pre>" if output.get("name") == "stdout" else ""
-    if kind == "error":
-        return f"<pre class='note'>{html.escape(output['ename'])}: {html.escape(output['evalue'])}</pre>"
-    data = output.get("data", {})
-    if "image/png" in data:
-        return f"<figure><img alt='figure' src='data:image/png;base64,{data['image/png'].strip()}'></figure>"
-    if "application/vnd.jupyter.widget-view+json" in data:
-        return "<p class='note'>An interactive widget: open this notebook in JupyterLab to use it.</p>"
-    if "text/html" in data:
-        return data["text/html"]
-    if "text/plain" in data:
-        return f"<pre>{html.escape(data['text/plain'])}</pre>"
-    return ""
-
-
-def _setup_of(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "figures" / "setup.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _title(book, fallback: str) -> str:
-    for cell in book.cells:
-        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "):
-            return cell.source.lstrip()[2:].split("\n", 1)[0].strip()
-    return fallback
-
-
-def _table(rows) -> str:
-    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    return f"<table>{body}</table>"
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(round(seconds), 60)
-    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"

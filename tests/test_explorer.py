@@ -1,6 +1,7 @@
 """The explorer driven from Python, the way a person drives it in the notebook."""
 
 import datetime
+import html
 import io
 import json
 import re
@@ -42,7 +43,7 @@ def png(image: torch.Tensor) -> bytes:
 
 
 def message(explorer) -> str:
-    return re.sub(r"<[^>]+>", "", explorer.message.value)
+    return html.unescape(re.sub(r"<[^>]+>", "", explorer.message.value))
 
 
 def size_of(png_bytes: bytes) -> tuple[int, int]:
@@ -219,3 +220,75 @@ def test_a_failure_inside_the_run_is_one_sentence_not_a_traceback(explorer, monk
     explorer.wait(timeout=30)
     assert message(explorer) == "The run failed unexpectedly (RuntimeError: out of memory)."
     assert isinstance(explorer.error, RuntimeError) and not explorer.run_button.disabled
+
+
+def test_the_preview_shows_the_picture_at_its_own_pixels_and_every_layer_is_in_view(explorer):
+    assert not explorer.preview.width and not explorer.preview.height  # no width or height that would stretch it
+    assert explorer.style_layers.rows == len(explorer.style_layers.options)  # conv5_1 included, no scrolling
+    explorer.steps.value = 10
+    explorer.run()
+    explorer.wait(timeout=120)
+    assert size_of(explorer.preview.value) == (64, 48)
+
+
+def test_the_first_run_starts_from_the_photograph_at_a_size_worth_keeping(oxford, tmp_path):
+    explorer = Explorer(oxford, output_dir=tmp_path)
+    settings = explorer.settings()
+    assert (settings["init"], settings["size"], settings["style_weight"]) == ("content", 256, 1e4)
+    assert settings["content"] == "tubingen" and settings["style"] == "starry_night"
+
+
+def test_any_run_in_the_strip_can_be_saved_restored_and_compared(explorer, tmp_path):
+    explorer.steps.value = 10
+    explorer.run()
+    first = explorer.wait(timeout=120)
+    explorer.style_weight.value, explorer.seed.value, explorer.init.value = 1e2, 3, "noise"
+    explorer.run()
+    second = explorer.wait(timeout=120)
+    older, newer = explorer.strip.children[1], explorer.strip.children[0]  # newest first
+    save, restore, compare = older.children[2].children
+    assert [b.description for b in (save, restore, compare)] == ["Save", "Restore", "Compare"]
+
+    save.click()
+    picture, record = sorted((tmp_path / "saved").iterdir(), key=lambda path: path.suffix != ".png")
+    assert picture.stem.endswith("_run1_tubingen_starry_night")
+    assert torch.allclose(load_image(picture), first.image, atol=1 / 255)
+    assert json.loads(record.read_text())["style_weight"] == 1e4 and json.loads(record.read_text())["run"] == 1
+
+    assert explorer.settings() == second.settings
+    restore.click()
+    assert explorer.settings() == first.settings
+    assert message(explorer) == "The controls hold run 1's settings again: press Run to run it anew."
+
+    compare.value = True
+    assert explorer.comparison.children == ()
+    assert message(explorer) == "Run 1 is picked for comparison: pick a second run."
+    newer.children[2].children[2].value = True
+    (panel,) = explorer.comparison.children
+    title, pictures, table = panel.children
+    assert "Runs 1 and 2 side by side" in title.value
+    assert [size_of(box.children[1].value) for box in pictures.children] == [(64, 48), (64, 48)]
+    for differing in ("style weight", "seed", "init", "final total loss"):
+        assert f"<th>{differing}</th>" in table.value
+    assert "<th>content layer</th>" not in table.value  # only what differs
+    assert "100.0" in table.value and "10000.0" in table.value
+
+
+def test_compare_keeps_the_last_two_runs_picked(explorer):
+    explorer.steps.value = 10
+    for seed in (1, 2, 3):
+        explorer.seed.value = seed
+        explorer.run()
+        explorer.wait(timeout=120)
+    by_run = {3 - i: item.children[2].children[2] for i, item in enumerate(explorer.strip.children)}
+    by_run[1].value = True
+    by_run[2].value = True
+    by_run[3].value = True  # the first pick gives way
+    assert sorted(n for n, toggle in by_run.items() if toggle.value) == [2, 3]
+    assert "Runs 2 and 3 side by side" in explorer.comparison.children[0].children[0].value
+    by_run[3].value = False
+    assert explorer.comparison.children == ()
+    explorer.compare(1, 3)
+    assert sorted(n for n, toggle in by_run.items() if toggle.value) == [1, 3]
+    with pytest.raises(ValueError, match="There is no run 9: the runs are 1, 2, 3."):
+        explorer.compare(1, 9)

@@ -12,3 +12,24 @@ def test_claims_are_stated_with_their_measured_value():
     table = claims([("conv1_1 reconstructs the photograph", "content loss 5e-05", True), ("conv5_1 does", "0.8", False)])
     assert [row["holds"] for row in table.rows] == ["yes", "no"]
     assert "<td>content loss 5e-05</td>" in table._repr_html_()
+
+
+def test_the_title_clears_the_captions_of_tiles_taller_than_the_first():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from nst_lib.figures import grid
+
+    wide, square = torch.rand(1, 3, 60, 96), torch.rand(1, 3, 96, 96)
+    labels = ["style"] + [f"G(noise), noise seed {seed}\nstyle weight 10000,\nstyle loss 0.19\none pass: 0.04 s"
+                          for seed in range(4)]
+    figure = grid([wide] + [square] * 4, labels, title="Texture generator after 40 steps: one sample per noise seed")
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    title = figure._suptitle.get_window_extent(renderer)
+    captions = [axis.title.get_window_extent(renderer) for axis in figure.axes]
+    plt.close(figure)
+    assert all(title.y0 >= caption.y1 - 2 for caption in captions)  # text boxes may touch, not overlap

@@ -2,15 +2,23 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import nbformat
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from browser import launch
 from nst_lib import report
+
+# The page must stay under this size at the standard profile; the quick page, with smaller figures, as well.
+PAGE_BUDGET_BYTES = 3_000_000
+GENERIC_ALT = {"", "figure", "image", "picture", "plot", "png"}
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +32,13 @@ def built(tmp_path_factory):
 
 def test_every_numbered_notebook_becomes_a_section_in_order(built):
     output, index, lines = built
-    stems = [nb.stem for nb in report.notebooks()]
+    stems = [nb.stem for nb in report.notebooks() if nb.stem != report.PICTURES]  # no pictures given: left out
     sections = ["01_content_reconstruction", "02_texture_synthesis", "03_style_transfer"]
     assert [stem for stem in stems if stem in sections] == sections
     page = index.read_text()
     positions = [page.index(f"id='{stem}'") for stem in stems]
     assert positions == sorted(positions)
+    assert f"id='{report.PICTURES}'" not in page and not (output / report.PICTURES).exists()
     for stem in stems:
         section = json.loads((output / stem / report.SECTION_FILE).read_text())
         assert section["parameters"].get("profile", "quick") == "quick" and section["seconds"] > 0
@@ -40,12 +49,25 @@ def test_every_numbered_notebook_becomes_a_section_in_order(built):
     ]
 
 
-def test_the_page_states_profile_weights_device_and_times(built):
+def test_the_page_states_profile_precision_device_commit_and_times(built):
     page = built[1].read_text()
-    for fact in ("quick", "oxford", "cpu", "Wall time", "evaluations per optimization"):
-        assert fact in page
-    assert page.count("<img") >= 7  # every figure of sections 1 to 3 is embedded
+    header = page[: page.index("</header>")]
+    for fact in ("quick: images of 64 px", "precision", "oxford weights", "cpu: ", "torch", "commit ", "ran for"):
+        assert fact in header, fact
+    assert page.count("<img") >= 9  # every figure of sections 1 to 3 is embedded
     assert "http://" not in page and "https://" not in page  # opens offline
+
+
+def test_the_page_shows_narrative_figures_and_tables_and_no_plumbing(built):
+    output, index, _ = built
+    page = index.read_text()
+    assert len(page.encode()) < PAGE_BUDGET_BYTES
+    for plumbing in ("<IPython.core.display", "<Figure size", "PosixPath(", "every content loss fell", "result shapes",
+                     "loss fell:", "all different:", "injected-parameters", "assert "):
+        assert plumbing not in page, plumbing
+    assert "| method |" not in page  # the feed-forward section's speed table (Markdown output) is a table
+    assert page.count("<th>claim</th>") >= 10  # sections 1 to 4 state their findings as measured
+    assert "data:image/png" not in page  # figures are shown compressed; their PNGs are linked
 
 
 def test_an_unchanged_section_is_reused_and_a_changed_one_rerun(built, tmp_path, monkeypatch):
@@ -77,10 +99,16 @@ def test_a_failing_notebook_names_its_cell_and_leaves_the_old_report(built, tmp_
     nbformat.write(book, broken / "01_broken.ipynb")
     monkeypatch.setattr(report, "notebook_folder", lambda: broken)
     monkeypatch.setattr(report, "notebooks", lambda folder=broken: [broken / "01_broken.ipynb"])
-    with pytest.raises(report.BuildError, match=r"01_broken.ipynb failed in cell \d+ \(ValueError: the style image is missing\)") as error:
+    expected = r"01_broken.ipynb failed in cell \d+ \(ValueError: the style image is missing\)"
+    with pytest.raises(report.BuildError, match=expected) as error:
         report.build(output, profile="quick", log=lambda line: None)
     assert "raise ValueError" in str(error.value)  # the failing cell is shown
     assert (output / "index.html").read_bytes() == before
+
+
+IMAGES = """images => images.map(i => ({
+    loaded: i.complete && i.naturalWidth > 0, width: i.naturalWidth, alt: i.getAttribute('alt'),
+    link: i.closest('a') ? i.closest('a').href : null, shown: i.getBoundingClientRect().width}))"""
 
 
 def test_the_report_renders_in_chromium_with_every_image_and_link(built, artifacts):
@@ -91,13 +119,32 @@ def test_the_report_renders_in_chromium_with_every_image_and_link(built, artifac
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(index.as_uri())
             page.wait_for_load_state("load")
-            widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
+            images = page.eval_on_selector_all("img", IMAGES)
             links = page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
             ids = set(page.eval_on_selector_all("[id]", "nodes => nodes.map(n => n.id)"))
+            headings = page.eval_on_selector_all(
+                "h2, h3", "hs => hs.map(h => [h.tagName, h.id || h.closest('[id]').id])"
+            )
+            text = page.inner_text("body")
             page.screenshot(path=str(artifacts / "report.png"), full_page=False)
+            page.emulate_media(color_scheme="dark")
+            page.screenshot(path=str(artifacts / "report-dark.png"), full_page=False)
+            dark = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            page.emulate_media(media="print", color_scheme="light")
+            code_shown_in_print = page.eval_on_selector_all("details.code", "ds => ds.some(d => d.offsetParent)")
         finally:
             browser.close()
-    assert len(widths) >= 7 and all(w > 0 for w in widths), widths
+    assert not any(repr_ in text for repr_ in ("<IPython.core.display", "<Figure size", "PosixPath("))
+    assert len(images) >= 9 and all(image["loaded"] for image in images), images
+    for image in images:
+        assert image["alt"].strip().lower().rstrip(".") not in GENERIC_ALT and len(image["alt"]) > 20, image
+        full = Path(unquote(urlparse(image["link"] or "").path))
+        assert full.suffix == ".png" and full.is_file(), image  # each figure links to its full-size PNG
+        assert Image.open(full).width >= image["width"] >= image["shown"] - 1, image
+    alts = [image["alt"] for image in images]
+    assert len(set(alts)) == len(alts)  # each says which figure it is
+    assert all(anchor for _, anchor in headings) and headings[0] == ["H2", "contents"]
+    assert dark != "rgb(255, 255, 255)" and not code_shown_in_print
     assert links
     for link in links:
         url = urlparse(link)
@@ -107,6 +154,91 @@ def test_the_report_renders_in_chromium_with_every_image_and_link(built, artifac
             assert url.scheme == "file" and Path(unquote(url.path)).is_file(), link
 
 
+def test_the_page_fits_a_phone_without_sideways_scrolling(built, artifacts):
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 800}, device_scale_factor=2)
+            page.goto(built[1].as_uri())
+            page.wait_for_load_state("load")
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            page.screenshot(path=str(artifacts / "report-phone.png"), full_page=False)
+        finally:
+            browser.close()
+    assert overflow <= 1  # wide tables and code scroll inside themselves
+
+
 def test_an_unknown_profile_is_one_sentence(tmp_path):
     with pytest.raises(ValueError, match="Unknown profile 'huge'"):
         report.build(tmp_path / "r", profile="huge")
+
+
+def nst(*args):
+    """The command line in a fresh interpreter, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "nst_lib", *args], capture_output=True, text=True, timeout=900)
+
+
+def photo(path: Path, seed: int) -> Path:
+    """A photograph of one's own, made here: a gradient with a bright disc, saved as ``path``."""
+    y, x = np.mgrid[0:90, 0:120] / 120
+    disc = ((x - 0.3 - 0.1 * seed) ** 2 + (y - 0.35) ** 2 < 0.03).astype(float)
+    array = np.stack([0.2 + 0.6 * x, 0.3 + 0.6 * disc, 0.9 - 0.6 * y], axis=-1)
+    Image.fromarray((array.clip(0, 1) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_your_album_becomes_a_section_of_its_own(tmp_path):
+    album = tmp_path / "my photos"
+    album.mkdir()
+    photo(album / "garden.png", 0)
+    photo(album / "beach.jpg", 1)
+    (album / "notes.txt").write_text("not a picture, and not in an album's images")
+    output = tmp_path / "report"
+    done = nst("report", "--profile", "quick", "--album", str(album), "--style", "the_scream", "--only", "05",
+               "--output", str(output))
+    assert done.returncode == 0, done.stderr[-2000:]
+    page = (output / "index.html").read_text()
+    assert f"id='{report.PICTURES}'" in page and "5. Your pictures" in page
+    section = page[page.index(f"id='{report.PICTURES}'"):]
+    assert section.count("<figure>") == 2 and "Figure 5.2." in section
+    for name in ("garden", "beach"):
+        assert f'alt="{name}. {name} with each painting: from noise at style weight 1000' in section
+    assert len(list((output / report.PICTURES / "figures").glob("your_picture_*.png"))) == 2
+    executed = nbformat.read(output / report.PICTURES / f"{report.PICTURES}.ipynb", as_version=4)
+    injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert str(album) in injected.source and "the_scream" in injected.source
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--album", "/no/such/folder"], "error: /no/such/folder is not a folder: give a folder of images."),
+        (["--content", "starry_nigth"], "error: 'starry_nigth' is neither an image file nor a named image"),
+        (["--only", "05"], "error: 05_your_pictures shows your own pictures: give --content, --style or --album"),
+    ],
+)
+def test_a_bad_picture_is_one_sentence_before_anything_runs(tmp_path, arguments, message):
+    done = nst("report", "--profile", "quick", "--output", str(tmp_path / "report"), *arguments)
+    assert done.returncode == 2 and done.stderr.startswith(message), done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_file_that_is_not_an_image_is_named(tmp_path):
+    notes = tmp_path / "holiday.jpg"
+    notes.write_text("not a picture")
+    done = nst("report", "--profile", "quick", "--content", str(notes), "--output", str(tmp_path / "report"))
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {notes} ")
+    assert "Traceback" not in done.stderr
+
+
+def test_a_photograph_changed_under_the_same_name_makes_its_section_stale(tmp_path):
+    notebook = tmp_path / "05_example.ipynb"
+    notebook.write_text("{}")
+    picture = photo(tmp_path / "garden.png", 0)
+    parameters = {"photos": [str(picture)], "album": None}
+    before = report.section_key(notebook, parameters, "code")
+    assert report.section_key(notebook, parameters, "code") == before
+    photo(picture, 1)
+    assert report.section_key(notebook, parameters, "code") != before
+

@@ -27,6 +27,14 @@ def register(commands) -> None:
     parser.add_argument("--output", type=Path, help="report folder (default: report/<profile> in the current folder)")
     options.add_list(parser, "--only", metavar="NN,...", help="build only these sections, e.g. 01,03")
     options.add_executor_options(parser)
+    pictures = parser.add_argument_group(
+        "your pictures", "Any of these adds the section 'Your pictures': each photograph with each style, from noise "
+        "at style weight 1e3 and from the photograph at 1e4."
+    )
+    options.add_list(pictures, "--content", metavar="PATH_OR_NAME,...", help="your photographs (files or named images)")
+    options.add_list(pictures, "--style", metavar="PATH_OR_NAME,...",
+                     help="styles for your photographs (files or named images; default starry_night)")
+    pictures.add_argument("--album", type=Path, metavar="DIR", help="a folder whose images join your photographs")
     parser.set_defaults(handler=_report)
 
 
@@ -48,6 +56,9 @@ def _report(args: argparse.Namespace) -> None:
             executor=args.executor,
             scheduler=args.scheduler,
             threads=options.check_threads(args),
+            photos=args.content or [],
+            paintings=args.style or [],
+            album=args.album,
         )
     except report.BuildError as error:
         print(f"error: {error}", file=sys.stderr)
