@@ -39,7 +39,7 @@ class AssetError(ValueError):
 class Asset:
     name: str
     file: str
-    role: str  # "content" or "style"
+    role: str  # "content", "style" or "photo-set" (test photographs, e.g. for benchmarks)
     title: str
     author: str
     license: str
@@ -61,6 +61,24 @@ def manifest() -> dict[str, Asset]:
 def names(role: str | None = None) -> list[str]:
     """Names of the images, optionally only those of one role ("content" or "style")."""
     return [name for name, asset in manifest().items() if role is None or asset.role == role]
+
+
+@lru_cache(maxsize=1)
+def image_sets() -> dict[str, tuple[str, ...]]:
+    """Named sets of named images (the manifest's "sets"), by name, e.g. a generator's training photographs."""
+    try:
+        entries = json.loads(MANIFEST.read_text()).get("sets", [])
+    except FileNotFoundError:
+        raise AssetError(f"The image manifest {MANIFEST} is missing: restore assets/manifest.json from git.") from None
+    return {entry["name"]: tuple(entry["images"]) for entry in entries}
+
+
+def image_set(name: str) -> list[str]:
+    """The names of the images in set ``name``, in manifest order; an AssetError names the sets there are."""
+    sets = image_sets()
+    if name not in sets:
+        raise AssetError(f"{name!r} is not a named set of images; the sets are: {', '.join(sets)}.")
+    return list(sets[name])
 
 
 def sha256(path: Path) -> str:
@@ -109,6 +127,7 @@ def _download(asset: Asset, target: Path) -> Path:
         ) from None
     if hashlib.sha256(data).hexdigest() != asset.sha256:
         raise AssetError(f"The download of {asset.name!r} from {asset.url} does not match its checksum; nothing was kept.")
+    target.parent.mkdir(parents=True, exist_ok=True)  # e.g. assets/kodak/
     with atomic_write(target) as handle:
         handle.write(data)
     return target

@@ -4,7 +4,7 @@ import urllib.error
 
 import pytest
 
-from nst_lib import assets
+from nst_lib import assets, profiles
 from nst_lib.assets import AssetError, resolve
 
 
@@ -29,7 +29,7 @@ def test_the_manifest_names_every_classic_image_with_its_source():
     for name in ("starry_night", "frida_kahlo", "the_scream", "shipwreck", "tubingen", "golden_gate", "hoovertowernight"):
         assert name in entries
     for asset in entries.values():
-        assert asset.role in ("content", "style")
+        assert asset.role in ("content", "style", "photo-set")
         assert asset.url.startswith("https://") and len(asset.sha256) == 64 and asset.license
     assert set(assets.names("content")) == {"tubingen", "golden_gate", "hoovertowernight"}
 
@@ -84,3 +84,17 @@ def test_paths_work_wherever_names_do(tmp_path):
 def test_the_mirror_holds_every_named_image_intact():
     for name in assets.names():
         assert resolve(name).is_file()
+
+
+def test_the_kodak_photographs_split_into_training_and_held_out_once_and_for_all():
+    kodak, train, held_out = (assets.image_set(name) for name in ("kodak", "kodak-train", "kodak-held-out"))
+    assert len(kodak) == 24 and len(held_out) >= 4
+    assert sorted(train + held_out) == sorted(kodak) and not set(train) & set(held_out)
+    every_held_out = assets.image_set(profiles.GENERATOR_HELD_OUT_SET)
+    assert set(every_held_out) == set(held_out) | set(assets.names("content"))
+    assert assets.image_set(profiles.GENERATOR_TRAINING_SET) == train
+    entries = assets.manifest()
+    for name in kodak:
+        assert entries[name].role == "photo-set" and entries[name].file == f"kodak/{name}.png"
+    with pytest.raises(AssetError, match="'kodac' is not a named set of images; the sets are: kodak, "):
+        assets.image_set("kodac")
