@@ -77,23 +77,40 @@ class Asset:
     bytes: int
 
 
-@lru_cache(maxsize=1)
-def manifest() -> dict[str, Asset]:
-    """All named images, by name, in manifest order."""
+def _manifest_file() -> dict:
+    """The manifest's JSON: its "images" and its named "sets" of them (read afresh: ``manifest`` keeps its images)."""
     path = local_dir() / "manifest.json"
     try:
-        entries = json.loads(path.read_text())["images"]
+        return json.loads(path.read_text())
     except FileNotFoundError:
         raise AssetError(
             f"The image manifest {path} is missing: reinstall nst_lib (in a checkout, restore assets/manifest.json "
             "from git)."
         ) from None
-    return {entry["name"]: Asset(**entry) for entry in entries}
+
+
+@lru_cache(maxsize=1)
+def manifest() -> dict[str, Asset]:
+    """All named images, by name, in manifest order."""
+    return {entry["name"]: Asset(**entry) for entry in _manifest_file()["images"]}
 
 
 def names(role: str | None = None) -> list[str]:
     """Names of the images, optionally only those of one role ("content" or "style")."""
     return [name for name, asset in manifest().items() if role is None or asset.role == role]
+
+
+def image_sets() -> dict[str, tuple[str, ...]]:
+    """Named sets of named images (the manifest's "sets"), by name, e.g. a generator's training photographs."""
+    return {entry["name"]: tuple(entry["images"]) for entry in _manifest_file().get("sets", [])}
+
+
+def image_set(name: str) -> list[str]:
+    """The names of the images in set ``name``, in manifest order; an AssetError names the sets there are."""
+    sets = image_sets()
+    if name not in sets:
+        raise AssetError(f"{name!r} is not a named set of images; the sets are: {', '.join(sets)}.")
+    return list(sets[name])
 
 
 def sha256(path: Path) -> str:

@@ -111,6 +111,37 @@ def loss_curves(
     return figure
 
 
+def equivalence_curves(
+    totals: Mapping[str, Sequence[float]],
+    levels: Mapping[str, float],
+    *,
+    title: str | None = None,
+    level_label: str = "generator",
+):
+    """Per run, the best total loss so far against evaluations (log scale), with a dashed line at
+    that run's ``levels[label]`` and a dot where the curve first reaches it."""
+    figure, axis = plt.subplots(figsize=(6.4, 3.8))
+    for index, (label, values) in enumerate(totals.items()):
+        best = [min(values[: i + 1]) for i in range(len(values))]
+        colour = f"C{index % 10}"
+        axis.plot(range(1, len(best) + 1), best, color=colour, label=label)
+        if label in levels:
+            level = levels[label]
+            axis.axhline(level, color=colour, linestyle="--", linewidth=0.8)
+            reached = next((i for i, value in enumerate(best) if value <= level), None)
+            if reached is not None:
+                axis.plot([reached + 1], [level], "o", color=colour)
+    axis.set_yscale("log")
+    axis.set_xlabel("L-BFGS evaluations of the per-image optimization")
+    axis.set_ylabel("best total loss so far")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8, title=f"dashed: {level_label}", title_fontsize=8)
+    if title:
+        axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
 def save_figure(figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
     """Write a figure as PNG, atomically."""
     path = Path(path)

@@ -16,6 +16,7 @@ Training and checkpoints are in ``training``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 
@@ -25,6 +26,7 @@ from torch import nn
 
 from . import profiles
 from .images import MIN_SIZE
+from .vgg import fast_bfloat16
 
 # The network downsamples twice by 2: sides are padded to a multiple of this.
 STRIDE = 4
@@ -98,11 +100,24 @@ def noise(count: int, shape: Sequence[int], generator: torch.Generator | None = 
     return torch.rand((count, 3, *shape), generator=generator)
 
 
-def stylize(generator: Generator, image: torch.Tensor) -> torch.Tensor:
-    """``generator(image)`` for one image (1, 3, H, W) in [0, 1] -> (1, 3, H, W) in [0, 1] on the CPU."""
+def run_generator(generator: Generator, images: torch.Tensor, bfloat16: bool) -> torch.Tensor:
+    """``generator(images)`` as float32, its convolutions in bfloat16 under autocast when ``bfloat16``
+    (the weights stay float32: that is how training keeps Adam's small updates)."""
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+        return generator(images).float()
+
+
+def stylize(generator: Generator, image: torch.Tensor, bfloat16: bool | None = None) -> torch.Tensor:
+    """``generator(image)`` for one image (1, 3, H, W) in [0, 1] -> (1, 3, H, W) in [0, 1] on the CPU.
+
+    ``bfloat16``: run the convolutions in bfloat16, as training does where the
+    device runs it natively; None (default): wherever that is the case.
+    """
     device = next(generator.parameters()).device
+    if bfloat16 is None:
+        bfloat16 = fast_bfloat16(device)
     with torch.no_grad():
-        return generator.eval()(image.to(device)).cpu()
+        return run_generator(generator.eval(), image.to(device), bfloat16).clamp(0, 1).cpu()
 
 
 def seeded_noise(shape: Sequence[int], seed: int = profiles.SEED) -> torch.Tensor:
@@ -110,18 +125,34 @@ def seeded_noise(shape: Sequence[int], seed: int = profiles.SEED) -> torch.Tenso
     return noise(1, shape, torch.Generator().manual_seed(seed))
 
 
-def synthesize(generator: Generator, shape: Sequence[int], seed: int = profiles.SEED) -> torch.Tensor:
+def synthesize(
+    generator: Generator, shape: Sequence[int], seed: int = profiles.SEED, bfloat16: bool | None = None
+) -> torch.Tensor:
     """A texture generator's picture of ``shape`` (H, W) from the noise of ``seed``: (1, 3, H, W) on the CPU."""
-    return stylize(generator, seeded_noise(shape, seed))
+    return stylize(generator, seeded_noise(shape, seed), bfloat16)
 
 
-def stylize_timed(generator: Generator, image: torch.Tensor, repeats: int = 3) -> tuple[torch.Tensor, float]:
+def stylize_timed(
+    generator: Generator, image: torch.Tensor, repeats: int = 3, bfloat16: bool | None = None
+) -> tuple[torch.Tensor, float]:
     """``stylize(generator, image)`` and its time in seconds: the median of ``repeats`` runs
     after one untimed run (the first run at a new size pays for setting up memory)."""
-    stylized = stylize(generator, image)
+    stylized = stylize(generator, image, bfloat16)
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        stylized = stylize(generator, image)
+        stylized = stylize(generator, image, bfloat16)
         times.append(time.perf_counter() - started)
     return stylized, sorted(times)[len(times) // 2]
+
+
+def evaluations_to_reach(totals: Sequence[float], level: float) -> int | None:
+    """Johnson et al.'s comparison: how many evaluations a per-image optimization, whose total loss
+    per evaluation is ``totals``, needed before its best total so far was at or below ``level`` (a
+    generator's total on the same picture, under the same loss); None if it never got there."""
+    best = math.inf
+    for count, total in enumerate(totals, start=1):
+        best = min(best, total)
+        if best <= level:
+            return count
+    return None

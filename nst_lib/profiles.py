@@ -42,7 +42,13 @@ STYLE_WEIGHT_SWEEP = (1.0, 1e2, 1e3, 1e4, 1e6)
 GENERATOR_CHANNELS = 32
 RESIDUAL_BLOCKS = 5
 GENERATOR_LR = 1e-3
+GENERATOR_SCALES = (0.5, 1.0)  # each training crop shows its photo at a scale drawn from this range
+GENERATOR_SCHEDULE = "cosine"  # Adam's learning rate decays from GENERATOR_LR along half a cosine
 CHECKPOINT_EVERY = 100
+# The named set of photographs (assets/manifest.json) that generators train on when given none;
+# "held-out" names the photographs that no generator trains on.
+GENERATOR_TRAINING_SET = "kodak-train"
+GENERATOR_HELD_OUT_SET = "held-out"
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
 """Training feed-forward generators (see ``generator``), and their checkpoints.
 
-Training draws random square crops (flipped left-right at random) from a set
-of content images, or noise for a texture, and takes Adam steps on the loss
-of a ``LossSpec`` (the same loss ``transfer`` optimizes per image).
+Training draws random square crops from a set of content images, each at a
+random scale and place and flipped left-right at random, or noise for a
+texture, and takes Adam steps on the loss of a ``LossSpec`` (the same loss
+``transfer`` optimizes per image), with a learning rate that decays along a
+cosine. Where the device runs bfloat16 natively (as the VGG-19 does, see
+``vgg.fast_bfloat16``) the generator's convolutions run in bfloat16 under
+autocast while its weights and Adam's state stay float32.
 
 All randomness comes from one seeded generator whose state is saved in each
 checkpoint with the network, the Adam state and the loss history, so an
@@ -26,7 +30,7 @@ import torch.nn.functional as F
 
 from . import profiles
 from .files import atomic_write
-from .generator import Generator, noise
+from .generator import Generator, noise, run_generator
 from .images import MIN_SIZE
 from .losses import LossSpec, PerceptualLoss
 from .optimize import check_steps, progress_bar
@@ -36,6 +40,12 @@ CHECKPOINT_FORMAT = "nst_lib.generator/2"
 # Format 1 kept the loss and recipe settings flat in the config; reading one converts it.
 OLD_CHECKPOINT_FORMAT = "nst_lib.generator/1"
 _FULL = profiles.PROFILES["full"]
+
+
+SCHEDULES = ("cosine", "constant")
+FINAL_LR_FRACTION = 0.01
+# What checkpoints written before these recipe fields existed were trained with.
+LEGACY_RECIPE = {"scales": (1.0, 1.0), "schedule": "constant"}
 
 
 class CheckpointError(ValueError):
@@ -58,6 +68,8 @@ class Recipe:
     seed: int = profiles.SEED
     channels: int = profiles.GENERATOR_CHANNELS
     residual_blocks: int = profiles.RESIDUAL_BLOCKS
+    scales: tuple[float, float] = profiles.GENERATOR_SCALES
+    schedule: str = profiles.GENERATOR_SCHEDULE
 
     def __post_init__(self):
         for name in ("steps", "batch", "channels"):
@@ -68,6 +80,22 @@ class Recipe:
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"The learning rate must be a positive number, got {self.lr!r}.")
         object.__setattr__(self, "lr", float(self.lr))
+        object.__setattr__(self, "scales", _checked_scales(self.scales))
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown learning-rate schedule {self.schedule!r}: choose {' or '.join(SCHEDULES)}.")
+
+    def network(self) -> Generator:
+        """A generator of this recipe's shape (its first weights from torch's global random state)."""
+        return Generator(self.channels, self.residual_blocks)
+
+    def lr_at(self, step: int) -> float:
+        """Adam's learning rate for step ``step`` (0-based): ``lr`` throughout, or from ``lr`` down
+        along half a cosine to ``lr / 100`` at the last step."""
+        if self.schedule == "constant":
+            return self.lr
+        progress = step / max(self.steps - 1, 1)
+        floor = self.lr * FINAL_LR_FRACTION
+        return floor + (self.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0))) / 2
 
     def check_crops(self, loss: LossSpec) -> None:
         """Raise a ValueError when the crops are too small for the loss's deepest layer."""
@@ -77,6 +105,17 @@ class Recipe:
             raise ValueError(
                 f"crop_size must be a whole number of at least {smallest} px for these layers, got {size!r}."
             )
+
+
+def _checked_scales(scales) -> tuple[float, float]:
+    """(smallest, largest) scale of the crops: numbers with 0 < smallest <= largest <= 1."""
+    try:
+        low, high = (float(value) for value in scales)
+    except (TypeError, ValueError):
+        raise ValueError(f"scales must be two numbers (smallest, largest), got {scales!r}.") from None
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"scales must satisfy 0 < smallest <= largest <= 1, got ({low:g}, {high:g}).")
+    return low, high
 
 
 @dataclass
@@ -122,16 +161,31 @@ class Training:
         return self.seconds / max(self.step, 1)
 
 
-def random_crops(images: Sequence[torch.Tensor], count: int, size: int, generator: torch.Generator) -> torch.Tensor:
-    """``count`` square crops of ``size`` px (count, 3, size, size): each from an image
-    chosen at random, at a random place, flipped left-right half of the time."""
+def random_crops(
+    images: Sequence[torch.Tensor],
+    count: int,
+    size: int,
+    generator: torch.Generator,
+    scales: tuple[float, float] = (1.0, 1.0),
+) -> torch.Tensor:
+    """``count`` square crops of ``size`` px (count, 3, size, size): each from an image chosen
+    at random, at a scale drawn log-uniformly from ``scales`` (1: the image's own pixels; 1/2: a
+    square of twice ``size``, halved), at a random place, flipped left-right half of the time.
+    A square larger than the image's shorter side is cut at that side."""
+    low, high = scales
     crops = []
     for _ in range(count):
         image = images[int(torch.randint(len(images), (1,), generator=generator))]
         height, width = image.shape[-2:]
-        top = int(torch.randint(height - size + 1, (1,), generator=generator))
-        left = int(torch.randint(width - size + 1, (1,), generator=generator))
-        crop = image[..., top : top + size, left : left + size]
+        scale = low
+        if low < high:
+            scale = math.exp(math.log(low) + math.log(high / low) * float(torch.rand(1, generator=generator)))
+        side = min(round(size / scale), height, width) if scale < 1 else size
+        top = int(torch.randint(height - side + 1, (1,), generator=generator))
+        left = int(torch.randint(width - side + 1, (1,), generator=generator))
+        crop = image[..., top : top + side, left : left + side]
+        if side != size:
+            crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         if bool(torch.rand(1, generator=generator) < 0.5):
             crop = crop.flip(-1)
         crops.append(crop)
@@ -173,6 +227,7 @@ def train_generator(
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint to resume from.")
     model = model if model is not None else VGG19()
+    bfloat16 = model.uses_bfloat16(model.device)  # the generator runs in the precision the VGG-19 runs in
     contents = [_at_least(image, recipe.crop_size) for image in contents]
     config = {
         "mode": mode,
@@ -183,6 +238,7 @@ def train_generator(
         "pre_relu": model.pre_relu,
         "images": _fingerprint(styles, contents),
         "content_images": len(contents),
+        "precision": "bfloat16" if bfloat16 else "float32",
     }
     state, optimizer, rng = _start(config, model.device, checkpoint, resume)
     objective = PerceptualLoss(loss, model, None, styles)
@@ -192,7 +248,10 @@ def train_generator(
     try:
         while state.step < recipe.steps:
             inputs = _inputs(contents, recipe, rng).to(model.device)
-            terms, total = _train_step(state.generator, optimizer, objective, inputs, state.step)
+            lr = recipe.lr_at(state.step)
+            terms, total = train_step(
+                state.generator, optimizer, objective, inputs, step=state.step, lr=lr, bfloat16=bfloat16
+            )
             state.step += 1
             for name, value in terms.items():
                 state.history.setdefault(name, []).append(float(value.detach()))
@@ -212,7 +271,7 @@ def train_generator(
 def _inputs(contents: list[torch.Tensor], recipe: Recipe, rng: torch.Generator) -> torch.Tensor:
     """The next batch: crops of the content images, or noise for a texture generator."""
     if contents:
-        return random_crops(contents, recipe.batch, recipe.crop_size, rng)
+        return random_crops(contents, recipe.batch, recipe.crop_size, rng, recipe.scales)
     return noise(recipe.batch, (recipe.crop_size, recipe.crop_size), rng)
 
 
@@ -236,7 +295,7 @@ def _start(config: dict, device, checkpoint, resume: bool):
     recipe = Recipe(**config["recipe"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
-        network = Generator(recipe.channels, recipe.residual_blocks).to(device).train()
+        network = recipe.network().to(device).train()
     rng = torch.Generator().manual_seed(recipe.seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=recipe.lr)
     state = Training(network, config, step=0, history={}, seconds=0.0)
@@ -252,16 +311,22 @@ def _start(config: dict, device, checkpoint, resume: bool):
     return state, optimizer, rng
 
 
-def _train_step(network, optimizer, objective: PerceptualLoss, inputs: torch.Tensor, step: int):
-    """One Adam step on a batch; returns the unweighted terms and the weighted total."""
+def train_step(
+    network: Generator, optimizer, objective: PerceptualLoss, inputs: torch.Tensor, *, step: int, lr: float,
+    bfloat16: bool,
+):
+    """One Adam step at learning rate ``lr`` on a batch (the ``step``-th, 0-based), the generator in
+    bfloat16 under autocast when ``bfloat16``; returns the unweighted terms and the weighted total."""
     objective.set_content(inputs)
-    terms = objective(network(inputs))
+    terms = objective(run_generator(network, inputs, bfloat16))
     weights = objective.spec.weights()
     total = sum(weights[name] * value for name, value in terms.items())
     if not torch.isfinite(total):
         raise ValueError(
             f"The training loss became {float(total)} at step {step + 1}: start again with a lower learning rate."
         )
+    for group in optimizer.param_groups:
+        group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
@@ -318,8 +383,7 @@ def save_checkpoint(
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Training:
     """A generator saved by ``train_generator`` or ``save_checkpoint``, in eval mode on ``device``."""
     state = _read_checkpoint(path)
-    recipe = Recipe(**state["config"]["recipe"])
-    network = Generator(recipe.channels, recipe.residual_blocks)
+    network = Recipe(**state["config"]["recipe"]).network()
     network.load_state_dict(state["generator"])
     return Training(
         generator=network.to(device).eval(),
@@ -344,8 +408,10 @@ def _read_checkpoint(path) -> dict:
         state = {**state, "format": CHECKPOINT_FORMAT, "config": _upgraded(state["config"])}
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a generator checkpoint written by nst_lib ({CHECKPOINT_FORMAT}).")
+    config = state["config"]
     # Checkpoints that do not say were trained when conv layers were read before the ReLU.
-    state["config"] = {**state["config"], "pre_relu": state["config"].get("pre_relu", True)}
+    state["config"] = {**config, "pre_relu": config.get("pre_relu", True),
+                       "recipe": {**LEGACY_RECIPE, **config["recipe"]}}
     return state
 
 
@@ -353,7 +419,8 @@ def _upgraded(config: dict) -> dict:
     """A format-1 config (loss and recipe settings side by side) in today's shape."""
     config = dict(config)
     loss = LossSpec.from_dict({name: config.pop(name) for name in LossSpec.__dataclass_fields__ if name in config})
-    recipe = Recipe(**{name: config.pop(name) for name in Recipe.__dataclass_fields__ if name in config})
+    recipe = {name: config.pop(name) for name in Recipe.__dataclass_fields__ if name in config}
+    recipe = Recipe(**{**LEGACY_RECIPE, **recipe})
     mode, vgg_weights = config.pop("mode"), config.pop("weights")
     return {"mode": mode, "recipe": asdict(recipe), "loss": loss.to_dict(), "vgg_weights": vgg_weights, **config}
 
@@ -377,8 +444,9 @@ def _resumed(path: Path, config: dict, network: Generator, optimizer, rng: torch
 
 
 def _settings(config: dict) -> dict:
-    """A config flattened to the settings that must match for a resume (all but the recipe's steps)."""
-    flat = {key: value for key, value in config.items() if key not in ("recipe", "loss")}
+    """A config flattened to the settings that must match for a resume (all but the recipe's steps and
+    the precision: a training may go on on another device)."""
+    flat = {key: value for key, value in config.items() if key not in ("recipe", "loss", "precision")}
     flat.update(config["loss"])
     flat.update({key: value for key, value in config["recipe"].items() if key != "steps"})
     return flat

@@ -4,7 +4,7 @@ import urllib.error
 
 import pytest
 
-from nst_lib import assets
+from nst_lib import assets, profiles
 from nst_lib.assets import AssetError, resolve
 
 
@@ -155,6 +155,20 @@ def test_paths_work_wherever_names_do(tmp_path):
 def test_the_mirror_holds_every_named_image_intact():
     for name in assets.names():
         assert resolve(name).is_file()
+
+
+def test_the_kodak_photographs_split_into_training_and_held_out_once_and_for_all():
+    kodak, train, held_out = (assets.image_set(name) for name in ("kodak", "kodak-train", "kodak-held-out"))
+    assert len(kodak) == 24 and len(held_out) >= 4
+    assert sorted(train + held_out) == sorted(kodak) and not set(train) & set(held_out)
+    every_held_out = assets.image_set(profiles.GENERATOR_HELD_OUT_SET)
+    assert set(every_held_out) == set(held_out) | set(assets.names("content"))
+    assert assets.image_set(profiles.GENERATOR_TRAINING_SET) == train
+    entries = assets.manifest()
+    for name in kodak:
+        assert entries[name].role == "photo-set" and entries[name].file == f"kodak/{name}.png"
+    with pytest.raises(AssetError, match="'kodac' is not a named set of images; the sets are: kodak, "):
+        assets.image_set("kodac")
 
 
 def test_an_installation_without_the_manifest_says_to_reinstall(monkeypatch):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from nst_lib.generator import Generator, stylize, stylize_timed
+from nst_lib.generator import Generator, evaluations_to_reach, stylize, stylize_timed
 
 
 def test_the_network_keeps_any_shape_and_stays_in_range():
@@ -20,3 +20,19 @@ def test_stylize_timed_gives_the_picture_and_its_time():
     image = torch.rand(1, 3, 24, 40)
     stylized, seconds = stylize_timed(network, image)
     assert torch.equal(stylized, stylize(network, image)) and seconds > 0
+
+
+def test_stylize_in_bfloat16_stays_close_to_float32():
+    torch.manual_seed(0)
+    network = Generator(channels=4, residual_blocks=1)
+    image = torch.rand(1, 3, 32, 32)
+    exact, rounded = stylize(network, image, bfloat16=False), stylize(network, image, bfloat16=True)
+    assert rounded.dtype == torch.float32 and 0 < (exact - rounded).abs().max() < 0.05
+
+
+def test_evaluations_to_reach_counts_until_the_best_so_far_gets_there():
+    totals = [9.0, 5.0, 6.0, 4.0, 4.5, 3.0]
+    assert evaluations_to_reach(totals, 5.0) == 2
+    assert evaluations_to_reach(totals, 4.2) == 4
+    assert evaluations_to_reach(totals, 9.5) == 1
+    assert evaluations_to_reach(totals, 2.0) is None

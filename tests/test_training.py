@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -6,6 +7,7 @@ import torch
 
 from conftest import blobs, stripes
 from nst_lib import training
+from nst_lib.assets import MIRROR_VARIABLE
 from nst_lib.generator import Generator, stylize, synthesize
 from nst_lib.images import load_image, save_image
 from nst_lib.losses import LossSpec
@@ -34,6 +36,25 @@ def test_random_crops_are_square_flipped_and_reproducible():
     assert torch.equal(crops, again)
     rising = (crops[..., 1:] > crops[..., :-1]).all(-1).all(-1).all(-1)
     assert 0 < rising.sum() < 16  # some crops read left to right, the others were flipped
+
+
+def test_random_crops_at_smaller_scales_show_more_of_the_image():
+    image = torch.linspace(0, 1, 64).repeat(1, 3, 64, 1)  # brightness rises left to right
+    generator = torch.Generator().manual_seed(0)
+    own = training.random_crops([image], 8, 16, generator, scales=(1.0, 1.0))
+    halved = training.random_crops([image], 8, 16, generator, scales=(0.25, 0.25))
+    assert halved.shape == own.shape == (8, 3, 16, 16)
+    spread = lambda crops: (crops[..., -1] - crops[..., 0]).abs().mean()  # noqa: E731
+    assert spread(halved) > 3 * spread(own)  # a quarter scale: four times the width of the image in one crop
+
+
+def test_the_cosine_schedule_falls_from_the_learning_rate_to_a_hundredth():
+    recipe = Recipe(steps=11, lr=1e-3)
+    rates = [recipe.lr_at(step) for step in range(11)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)
+    assert rates[5] == pytest.approx((1e-3 + 1e-5) / 2)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert {Recipe(steps=11, schedule="constant").lr_at(step) for step in range(11)} == {Recipe().lr}
 
 
 def test_training_a_style_generator_lowers_the_loss(oxford, artifacts):
@@ -151,6 +172,9 @@ def test_checkpoint_mistakes_are_one_sentence(random_vgg, tmp_path):
         ({"crop_size": 8}, "crop_size must be a whole number of at least 16 px"),
         ({"channels": 0}, "channels must be a whole number of at least 1"),
         ({"residual_blocks": -1}, "residual_blocks must be a whole number of at least 0"),
+        ({"scales": (0.5, 2)}, "scales must satisfy 0 < smallest <= largest <= 1"),
+        ({"scales": (0.5,)}, "scales must be two numbers"),
+        ({"schedule": "linear"}, "Unknown learning-rate schedule 'linear'"),
     ],
 )
 def test_bad_training_settings_are_one_sentence(random_vgg, recipe, message):
@@ -166,22 +190,45 @@ def test_training_mistakes_are_one_sentence(random_vgg):
         train_generator([stripes(), blobs()], [blobs()], model=random_vgg, **options)
 
 
+def legacy(steps: int) -> dict:
+    """A tiny training as every generator was trained before crops at several scales and the cosine schedule."""
+    return tiny(steps, **training.LEGACY_RECIPE)
+
+
 def test_a_checkpoint_of_the_first_format_still_loads(tmp_path):
     path = tmp_path / "old.pt"
     then = VGG19("random", precision="float32", pre_relu=True)  # conv layers were read before the ReLU then
-    trained = train_generator(stripes(), [blobs()], model=then, checkpoint=path, **tiny(2))
+    trained = train_generator(stripes(), [blobs()], model=then, checkpoint=path, **legacy(2))
     state = torch.load(path, weights_only=True)
     config = state["config"]
-    flat = {"mode": config["mode"], **config["recipe"], **config["loss"], "weights": config["vgg_weights"]}
+    recipe = {k: v for k, v in config["recipe"].items() if k not in training.LEGACY_RECIPE}
+    flat = {"mode": config["mode"], **recipe, **config["loss"], "weights": config["vgg_weights"]}
     flat.update({k: config[k] for k in ("pooling", "images", "content_images")})
     flat.pop("style_layer_weights")  # format 1 had no such field, nor pre_relu
     torch.save({**state, "format": "nst_lib.generator/1", "config": flat}, path)
     loaded = load_checkpoint(path)
-    assert loaded.config == trained.config and loaded.step == 2
+    assert loaded.config == {k: v for k, v in trained.config.items() if k != "precision"} and loaded.step == 2
     with pytest.raises(CheckpointError, match="trained with other pre_relu \\(True, now False\\)"):
         train_generator(stripes(), [blobs()], model=VGG19("random", precision="float32"), checkpoint=path,
-                        resume=True, **tiny(3))
-    resumed = train_generator(stripes(), [blobs()], model=then, checkpoint=path, resume=True, **tiny(3))
+                        resume=True, **legacy(3))
+    resumed = train_generator(stripes(), [blobs()], model=then, checkpoint=path, resume=True, **legacy(3))
+    assert resumed.step == 3
+
+
+def test_a_checkpoint_from_before_the_new_recipe_fields_keeps_its_recipe(random_vgg, tmp_path):
+    path = tmp_path / "old.pt"
+    trained = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **legacy(2))
+    state = torch.load(path, weights_only=True)
+    config = {k: v for k, v in state["config"].items() if k != "precision"}
+    config["recipe"] = {k: v for k, v in config["recipe"].items() if k not in training.LEGACY_RECIPE}
+    torch.save({**state, "config": config}, path)
+    loaded = load_checkpoint(path)
+    assert loaded.recipe == trained.recipe and loaded.recipe.schedule == "constant"
+    assert loaded.recipe.scales == (1.0, 1.0)
+    assert same_parameters(loaded.generator, trained.generator)
+    with pytest.raises(CheckpointError, match="trained with other scales"):
+        train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, resume=True, **tiny(3))
+    resumed = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, resume=True, **legacy(3))
     assert resumed.step == 3
 
 
@@ -244,6 +291,17 @@ def test_train_generator_and_stylize_from_the_command_line(tmp_path, image_file)
     assert load_image(output).shape == (1, 3, 32, 48)
 
 
+@pytest.mark.skipif(not os.environ.get(MIRROR_VARIABLE), reason="no local image mirror")
+def test_a_generator_trains_on_a_named_set_of_photographs(tmp_path, image_file):
+    style = image_file(size=(30, 30), name="style.png")
+    checkpoint = tmp_path / "style.pt"
+    done = nst("train-generator", "--style", str(style), "--content-set", "kodak-held-out", "--image-size", "64",
+               "--scales", "0.5,1", "--checkpoint", str(checkpoint), *CLI_TINY)
+    assert done.returncode == 0, done.stderr
+    assert "4 content images" in done.stdout
+    assert load_checkpoint(checkpoint).recipe.scales == (0.5, 1.0)
+
+
 def test_a_texture_generator_from_the_command_line(tmp_path, image_file):
     style = image_file(size=(30, 30), name="style.png")
     checkpoint = tmp_path / "texture.pt"
@@ -304,6 +362,14 @@ def test_a_texture_generator_from_the_command_line(tmp_path, image_file):
             "is not a folder",
         ),
         (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}/c.pt", "--resume"], "Checkpoint not found"),
+        (
+            ["train-generator", "--style", "{picture}", "--content-set", "kodak-tain", "--checkpoint", "{tmp}/c.pt"],
+            "'kodak-tain' is not a named set of images; the sets are: kodak, kodak-train",
+        ),
+        (
+            ["train-generator", "--style", "{picture}", "--scales", "0.5", "--checkpoint", "{tmp}/c.pt"],
+            "--scales takes two numbers, LOW,HIGH",
+        ),
     ],
 )
 def test_generator_command_mistakes_are_one_sentence(tmp_path, image_file, args, message):

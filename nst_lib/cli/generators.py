@@ -19,13 +19,20 @@ def register(commands) -> None:
         "train-generator",
         help="train a feed-forward generator for one style (Johnson et al. 2016) or its texture",
         description="Train a network that stylizes any image in one pass, on random crops of content images "
-        "(by default the named content images), or with --texture one that turns noise into the style's texture. "
+        f"(by default the named set {profiles.GENERATOR_TRAINING_SET}), or with --texture one that turns noise into "
+        "the style's texture. "
         "Checkpoints are written atomically; run the same command with --resume to continue an interrupted training. "
         "List options take comma-separated values and may be repeated.",
         formatter_class=options.HelpFormatter,
     )
     options.add_list(train, "--style", required=True, help="style images: files or named images")
     options.add_list(train, "--content", help="content images: files or named images")
+    options.add_list(
+        train,
+        "--content-set",
+        help=f"named sets of content images ({', '.join(_set_names())}); "
+        f"without any content option: {profiles.GENERATOR_TRAINING_SET}",
+    )
     train.add_argument("--content-dir", type=Path, help="a folder whose images are all added to the content images")
     train.add_argument("--texture", action="store_true", help="train a texture generator: noise in, style loss only")
     train.add_argument("--checkpoint", required=True, type=Path, help="where to save the generator (a .pt file)")
@@ -54,7 +61,7 @@ def register(commands) -> None:
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
-    from ..training import Recipe
+    from ..training import SCHEDULES, Recipe
 
     recipe = Recipe()
     parser.add_argument("--steps", type=int, default=recipe.steps, help="Adam steps")
@@ -68,7 +75,18 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
         default=FULL.stylize_size,
         help="longest side of the content and style images the crops come from (px)",
     )
-    parser.add_argument("--lr", type=float, default=recipe.lr, help="Adam's learning rate")
+    options.add_list(
+        parser,
+        "--scales",
+        kind=options.numbers,
+        default=recipe.scales,
+        metavar="LOW,HIGH",
+        help="each crop shows its image at a scale drawn from LOW to HIGH (1: the image's own pixels)",
+    )
+    parser.add_argument("--lr", type=float, default=recipe.lr, help="Adam's (first) learning rate")
+    parser.add_argument(
+        "--schedule", choices=SCHEDULES, default=recipe.schedule, help="the learning rate: cosine decay or constant"
+    )
     parser.add_argument("--seed", type=int, default=recipe.seed, help="seed of the network, crops and noise")
     parser.add_argument("--channels", type=int, default=recipe.channels, help="width of the network's first layer")
     parser.add_argument("--residual-blocks", type=int, default=recipe.residual_blocks, help="residual blocks")
@@ -78,29 +96,42 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
 def _recipe(args: argparse.Namespace):
     from ..training import Recipe
 
+    scales = args.scales if isinstance(args.scales, list) else options.numbers(args.scales)
+    if len(scales) != 2:
+        raise ValueError(f"--scales takes two numbers, LOW,HIGH (e.g. 0.5,1), got {len(scales)}.")
     return Recipe(
         steps=args.steps,
         batch=args.batch,
         crop_size=args.crop_size,
         lr=args.lr,
+        schedule=args.schedule,
+        scales=tuple(scales),
         seed=args.seed,
         channels=args.channels,
         residual_blocks=args.residual_blocks,
     )
 
 
+def _set_names() -> list[str]:
+    from ..assets import image_sets
+
+    return list(image_sets())
+
+
 def _content_sources(args: argparse.Namespace) -> list:
-    from ..assets import names
+    from ..assets import image_set
     from ..images import image_files_in
 
-    if args.texture and (args.content or args.content_dir):
+    if args.texture and (args.content or args.content_dir or args.content_set):
         raise ValueError("A texture generator takes no content images: drop --texture or the content options.")
     if args.texture:
         return []
     sources = list(args.content or [])
+    for name in args.content_set or []:
+        sources += image_set(name)
     if args.content_dir is not None:
         sources += image_files_in(args.content_dir)
-    return sources or names("content")
+    return sources or image_set(profiles.GENERATOR_TRAINING_SET)
 
 
 def _train(args: argparse.Namespace) -> None:
