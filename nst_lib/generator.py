@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import profiles
-from .images import MIN_SIZE
+from .images import MIN_SIZE, check_image
 
 # The network downsamples twice by 2: sides are padded to a multiple of this.
 STRIDE = 4
@@ -99,7 +99,9 @@ def noise(count: int, shape: Sequence[int], generator: torch.Generator | None = 
 
 
 def stylize(generator: Generator, image: torch.Tensor) -> torch.Tensor:
-    """``generator(image)`` for one image (1, 3, H, W) in [0, 1] -> (1, 3, H, W) in [0, 1] on the CPU."""
+    """``generator(image)`` for one image (1, 3, H, W) in [0, 1] -> (1, 3, H, W) in [0, 1] on the CPU
+    (``image`` follows ``images.check_image``'s rule)."""
+    image = check_image(image, "image")
     device = next(generator.parameters()).device
     with torch.no_grad():
         return generator.eval()(image.to(device)).cpu()

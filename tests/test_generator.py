@@ -20,3 +20,14 @@ def test_stylize_timed_gives_the_picture_and_its_time():
     image = torch.rand(1, 3, 24, 40)
     stylized, seconds = stylize_timed(network, image)
     assert torch.equal(stylized, stylize(network, image)) and seconds > 0
+
+
+def test_stylize_takes_images_by_the_library_rule():
+    network = Generator(channels=4, residual_blocks=1)
+    image = torch.rand(1, 3, 24, 40)
+    as_bytes = (image * 255).round().to(torch.uint8)
+    assert torch.equal(stylize(network, as_bytes), stylize(network, as_bytes.float() / 255))
+    with pytest.raises(ValueError, match="image has values from"):
+        stylize(network, image * 255)
+    with pytest.raises(ValueError, match="image must be an RGB tensor"):
+        stylize(network, torch.rand(1, 4, 24, 40))
