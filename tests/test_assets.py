@@ -84,3 +84,8 @@ def test_paths_work_wherever_names_do(tmp_path):
 def test_the_mirror_holds_every_named_image_intact():
     for name in assets.names():
         assert resolve(name).is_file()
+
+
+def test_a_url_is_named_whole_and_not_fetched():
+    with pytest.raises(AssetError, match="^https://example.com/a/photo.png is a URL: download the image"):
+        resolve("https://example.com/a/photo.png")
