@@ -82,6 +82,8 @@ class Setup:
             "weights": self.model.weights,
             "pooling": self.model.pooling,
             "torch": torch.__version__,
+            "python": sys.executable,
+            "library": str(Path(__file__).resolve().parent),
         }
 
 

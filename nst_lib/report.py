@@ -2,9 +2,11 @@
 
 ``python -m nst_lib report --profile standard`` (what ``make report`` runs):
 
-1. every ``notebooks/NN_*.ipynb`` runs with papermill, in number order, with
-   the profile, size, steps, device and weights as parameters; the executed
-   copy and its figures go to ``<build>/<notebook>/``, never over the sources;
+1. every numbered notebook ``NN_*.ipynb`` (the repository's ``notebooks/``,
+   installed as ``nst_lib.notebooks``) runs with papermill, in number order,
+   with the profile, size, steps, device and weights as parameters, in its own
+   folder ``<build>/<notebook>/``, which receives the executed copy and its
+   figures: the sources are only read;
 2. a section whose notebook, parameters and library code are unchanged since
    the last build (finished or interrupted) is reused, not run again;
 3. ``index.html`` is written: one self-contained page (figures embedded) with
@@ -24,14 +26,14 @@ import signal
 import threading
 import time
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 
 from . import profiles
 from .files import WriteError, atomic_write
 from .profiles import PROFILES
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = ROOT / "notebooks"
+PACKAGE = Path(__file__).resolve().parent
 SECTION_FILE = "section.json"
 
 
@@ -43,15 +45,25 @@ class Interrupted(KeyboardInterrupt):
     """The build was stopped (Ctrl-C, SIGTERM); the message says what was kept and what was not."""
 
 
-def notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
+def notebook_folder() -> Path:
+    """Where the numbered notebooks are: ``notebooks/`` in a checkout, ``nst_lib/notebooks`` when installed."""
+    try:
+        return Path(str(resources.files("nst_lib.notebooks")))
+    except ModuleNotFoundError:  # an editable install made before the notebooks became package data
+        raise ValueError(
+            "This installation of nst_lib has no notebooks: reinstall it (in a checkout: make setup)."
+        ) from None
+
+
+def notebooks(folder: Path | None = None) -> list[Path]:
     """The numbered notebooks, in section order."""
-    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    return sorted(p for p in (folder or notebook_folder()).glob("[0-9][0-9]_*.ipynb"))
 
 
 def code_fingerprint() -> str:
     """A hash of the library's source: a section is stale when the code it calls changed."""
     digest = hashlib.sha256()
-    for path in sorted((ROOT / "nst_lib").glob("*.py")):
+    for path in sorted(PACKAGE.glob("*.py")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -90,7 +102,7 @@ def build(
     _recover(output)
     chosen = [nb for nb in notebooks() if not only or any(nb.stem.startswith(o) for o in only)]
     if not chosen:
-        raise ValueError(f"No notebook in {NOTEBOOKS} matches {only}.")
+        raise ValueError(f"No notebook in {notebook_folder()} matches {only}.")
     _make_folder(partial)
     settings = {"profile": profile, "size": size, "steps": steps, "device": device, "weights": weights}
     os.environ["NST_PROGRESS"] = "terminal"  # the kernels inherit it: bars on this terminal
@@ -200,7 +212,7 @@ def _execute(notebook: Path, folder: Path, parameters: dict) -> float:
             str(notebook),
             str(executed),
             parameters=parameters,
-            cwd=str(NOTEBOOKS),
+            cwd=str(folder),
             progress_bar=False,
             kernel_name="python3",
             # Let the kernel's own stderr reach this terminal (progress bars) instead of the notebook.

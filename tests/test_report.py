@@ -75,7 +75,7 @@ def test_a_failing_notebook_names_its_cell_and_leaves_the_old_report(built, tmp_
     ])
     book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(book, broken / "01_broken.ipynb")
-    monkeypatch.setattr(report, "NOTEBOOKS", broken)
+    monkeypatch.setattr(report, "notebook_folder", lambda: broken)
     monkeypatch.setattr(report, "notebooks", lambda folder=broken: [broken / "01_broken.ipynb"])
     with pytest.raises(report.BuildError, match=r"01_broken.ipynb failed in cell \d+ \(ValueError: the style image is missing\)") as error:
         report.build(output, profile="quick", log=lambda line: None)

@@ -15,7 +15,8 @@ def register(commands) -> None:
     parser = commands.add_parser(
         "report",
         help="run the notebooks with papermill and build the HTML report",
-        description="Run notebooks/NN_*.ipynb with papermill and render report/<profile>/index.html. "
+        description="Run the numbered notebooks with papermill and render report/<profile>/index.html "
+        "(in the current folder unless --output says otherwise). "
         "Unchanged sections are reused; the previous report stays until the new one is complete.",
         formatter_class=options.HelpFormatter,
     )
@@ -24,7 +25,7 @@ def register(commands) -> None:
     parser.add_argument("--steps", type=int, help="override the profile's evaluations per optimization")
     options.add_weights_option(parser)
     options.add_device_option(parser)
-    parser.add_argument("--output", type=Path, help="report folder (default: report/<profile>)")
+    parser.add_argument("--output", type=Path, help="report folder (default: report/<profile> in the current folder)")
     options.add_list(
         parser,
         "--only",
@@ -39,7 +40,7 @@ def _report(args: argparse.Namespace) -> None:
     from ..vgg import pick_device
 
     pick_device(args.device)  # fail now, not inside the first notebook
-    output = args.output or report.ROOT / "report" / args.profile
+    output = args.output or Path("report") / args.profile
     try:
         index = report.build(
             output,

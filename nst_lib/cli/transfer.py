@@ -150,7 +150,8 @@ def _on_evaluation(args: argparse.Namespace, saved: list):
 
 
 def _assets(args: argparse.Namespace) -> None:
-    from ..assets import manifest
+    from ..assets import describe_sources, manifest
 
     for asset in manifest().values():
         print(f"{asset.name:24} {asset.role:8} {asset.title} - {asset.author} ({asset.license})")
+    print(describe_sources())
