@@ -124,6 +124,8 @@ def sha256(path: Path) -> str:
 def resolve(name_or_path: str | os.PathLike) -> Path:
     """The local file for an image name from the manifest (downloaded if need be), or the given path itself."""
     key = str(name_or_path)
+    if "://" in key:
+        raise AssetError(f"{key} is a URL: download the image and give the path of the file, or a named image.")
     assets = manifest()
     if key not in assets:
         path = Path(name_or_path).expanduser()

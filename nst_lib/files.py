@@ -1,11 +1,54 @@
-"""Atomic file writes: a file appears complete or not at all."""
+"""Atomic file writes: a file appears complete or not at all.
+
+Stopping a program (Ctrl-C's SIGINT, or the SIGTERM that ``kill``, a closing
+terminal, a CI timeout or a job scheduler sends) while a file is being written
+leaves the previous file as it was and no temporary file behind: during a
+write from the main thread, SIGTERM raises ``Terminated``, a
+``KeyboardInterrupt``, unless the program handles SIGTERM itself.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import signal
 import tempfile
+import threading
 from pathlib import Path
+
+# The temporary file's name keeps this many characters of the target's, so that it stays short
+# whatever the target's name: ".<start of the name>.<random>.part".
+TEMPORARY_NAME_KEEPS = 32
+
+
+class WriteError(OSError):
+    """A file cannot be written where asked; the message says why and what to do."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same cleanup runs."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """Within this block, SIGTERM raises ``Terminated`` (a KeyboardInterrupt), as Ctrl-C does.
+
+    Only where it can be and need be: in the main thread, and when SIGTERM has
+    no handler of the program's own; the previous handler comes back after.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _umask() -> int:
@@ -14,25 +57,67 @@ def _umask() -> int:
     return mask
 
 
+def check_writable(path: str | os.PathLike, name: str | None = None) -> Path:
+    """Raise a one-sentence ``WriteError`` unless a file can be written at ``path``.
+
+    The folder must exist and take new files (tried, not guessed from
+    permissions), ``path`` must not be a folder, and its name must fit the
+    file system. ``name`` is what the path is called in the message (an
+    option such as ``--output``).
+    """
+    path = Path(path)
+    label = f"{name} {path}" if name else str(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise WriteError(f"{label}: the folder {folder} does not exist.")
+    length, most = len(os.fsencode(path.name)), _longest_name(folder)
+    if length > most:
+        raise WriteError(f"{label}: the file name is {length} bytes long, and this file system allows {most}.")
+    if path.is_dir():
+        raise WriteError(f"{label} is a folder: give the name of a file inside it.")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise WriteError(f"{label}: the folder {folder} takes no new files ({error.strerror or error}).") from None
+    return path
+
+
+def _longest_name(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # not POSIX, or the file system does not say
+        return 255
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb"):
     """Yield a file handle whose content replaces ``path`` only if the block succeeds.
 
-    The data goes to a hidden temporary file in the same folder, is flushed to
-    disk, then renamed over ``path``; an exception or an interrupt leaves
-    ``path`` as it was and removes the temporary file.
+    The data goes to a hidden temporary file in the same folder (its name is
+    short, whatever ``path``'s), is flushed to disk, then renamed over
+    ``path``; an exception or an interrupt (Ctrl-C, SIGTERM) leaves ``path``
+    as it was and removes the temporary file. A folder that does not exist or
+    takes no files, or a ``path`` that is a folder, is a ``WriteError``.
     """
     path = Path(path)
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"Cannot write {path}: the folder {path.parent} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        raise WriteError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+    if path.is_dir():
+        raise WriteError(f"Cannot write {path}: it is a folder.")
+    tmp = path.parent / f".{path.name[:TEMPORARY_NAME_KEEPS]}.{secrets.token_hex(6)}.part"
+    with terminate_as_interrupt():
+        try:
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except OSError as error:
+                raise WriteError(f"Cannot write {path}: {error.strerror or error}.") from None
+            with os.fdopen(fd, mode) as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import profiles
-from .images import MIN_SIZE
+from .images import MIN_SIZE, check_image
 from .vgg import fast_bfloat16
 
 # The network downsamples twice by 2: sides are padded to a multiple of this.
@@ -112,7 +112,10 @@ def stylize(generator: Generator, image: torch.Tensor, bfloat16: bool | None = N
 
     ``bfloat16``: run the convolutions in bfloat16, as training does where the
     device runs it natively; None (default): wherever that is the case.
+
+    ``image`` follows ``images.check_image``'s rule.
     """
+    image = check_image(image, "image")
     device = next(generator.parameters()).device
     if bfloat16 is None:
         bfloat16 = fast_bfloat16(device)

@@ -7,11 +7,20 @@ Conversions (documented, never silent surprises):
   through PIL; palette images are expanded.
 - Transparency (RGBA, LA, palette with transparency) is composited onto white.
 Saving is atomic: the picture appears complete or not at all.
+
+Tensors given to the library (``check_image``, which ``transfer``,
+``train_generator``, ``stylize`` and ``LossSpec.evaluate`` apply to every
+image they take): (1, 3, H, W) or (3, H, W) RGB; uint8 tensors are divided by
+255; floating-point ones must already lie in [0, 1] (rounding errors up to
+``RANGE_TOLERANCE`` are clamped). Any other dtype, a value outside [0, 1], NaN
+or infinity, another channel count or rank, a side below 1 or above
+``MAX_SIZE`` px is a ValueError that names the argument (something not a tensor, a TypeError).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -26,6 +35,10 @@ from .files import atomic_write
 # Longest side, in pixels, that the package agrees to work at.
 MIN_SIZE = 16
 MAX_SIZE = 4096
+# Files with more pixels than this are refused (PIL's decompression-bomb limit, about 89 megapixels).
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+# How far outside [0, 1] a float tensor's values may stray by rounding before it is refused.
+RANGE_TOLERANCE = 1e-3
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
 
 
@@ -62,13 +75,18 @@ def decode_image(data: bytes, name: str) -> Image.Image:
 
 def _decode(source, name) -> Image.Image:
     try:
-        with Image.open(source) as image:
-            image.load()
-            return to_rgb(image)
+        with warnings.catch_warnings():
+            # PIL only warns between MAX_PIXELS and twice that; here both are refused.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                image.load()
+                return to_rgb(image)
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image PIL can read (PNG, JPEG, TIFF, WebP, BMP, ...).") from None
-    except Image.DecompressionBombError:
-        raise ImageError(f"{name} has too many pixels to open safely: shrink it below 89 megapixels first.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(
+            f"{name} has more than {MAX_PIXELS / 1e6:.0f} megapixels, more than this package opens: shrink it first."
+        ) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{name} is damaged or truncated and cannot be read ({error}).") from None
 
@@ -122,6 +140,34 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL image -> float tensor (1, 3, H, W) in [0, 1]."""
     array = np.asarray(to_rgb(image), dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def check_image(image, name: str = "image", batch: bool = False) -> torch.Tensor:
+    """``image`` as a float32 tensor (B, 3, H, W) in [0, 1] on its own device, by the rule in the module
+    docstring, or a ValueError that names it (``name``). Without ``batch``, B must be 1."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"{name} must be an image tensor (1, 3, H, W) in [0, 1], got {type(image).__name__}.")
+    if image.dim() == 3:
+        image = image.unsqueeze(0)
+    shape = tuple(image.shape)
+    if image.dim() != 4 or shape[1] != 3:
+        raise ValueError(f"{name} must be an RGB tensor (1, 3, H, W) or (3, H, W), got shape {shape}.")
+    if not batch and shape[0] != 1:
+        raise ValueError(f"{name} must be one image (1, 3, H, W), got a batch of {shape[0]}.")
+    if min(shape) < 1 or max(shape[2:]) > MAX_SIZE:
+        raise ValueError(f"{name} is {shape[3]}x{shape[2]} px: its sides must be 1 to {MAX_SIZE} px.")
+    if image.dtype == torch.uint8:
+        return image.float() / 255.0
+    if not image.is_floating_point():
+        raise ValueError(f"{name} has dtype {image.dtype}: give uint8 (0-255) or floating-point (0-1) pixels.")
+    image = image.detach().float()
+    low, high = float(image.min()), float(image.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"{name} holds NaN or infinite values: give pixels in [0, 1].")
+    if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+        hint = " (divide 0-255 pixels by 255)" if high > 1.5 and low >= 0 else ""
+        raise ValueError(f"{name} has values from {low:.4g} to {high:.4g}: give pixels in [0, 1]{hint}.")
+    return image.clamp(0, 1)
 
 
 def pixel_distance(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 
 from . import profiles
+from .images import check_image
 from .vgg import check_layers
 
 # See the module docstring: puts the balance of content and style at style_weight 1e3-1e4.
@@ -324,8 +325,15 @@ class LossSpec:
     def evaluate(
         self, model, image: torch.Tensor, content: torch.Tensor | None, styles: Sequence[torch.Tensor]
     ) -> dict[str, float]:
-        """The terms of ``image`` as ``transfer`` measures them, unweighted, plus the weighted ``total``."""
+        """The terms of ``image`` as ``transfer`` measures them, unweighted, plus the weighted ``total``.
+
+        Images follow ``images.check_image``'s rule (uint8 is divided by 255; anything else outside [0, 1] is an
+        error); ``image`` may be a batch, whose terms are then the means over it.
+        """
+        image = check_image(image, "image", batch=True)
+        content = None if content is None else check_image(content, "content")
         styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
+        styles = [check_image(style, f"styles[{i}]") for i, style in enumerate(styles)]
         spec = self if content is not None or self.content_weight == 0 else self.replace(content_weight=0.0)
         with torch.no_grad():
             terms = spec.objective(model, content, styles)(image.to(model.device))

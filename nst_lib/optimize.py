@@ -20,6 +20,7 @@ Guards, so that no run returns NaN or garbage:
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 import threading
 import time
@@ -32,7 +33,7 @@ from tqdm import tqdm as text_tqdm
 from tqdm.auto import tqdm
 
 from . import profiles
-from .images import luminance_only, match_luminance, rgb_to_yiq, yiq_to_rgb
+from .images import MAX_SIZE, check_image, luminance_only, match_luminance, rgb_to_yiq, yiq_to_rgb
 from .losses import LossSpec
 from .vgg import VGG19, min_image_side
 
@@ -40,6 +41,8 @@ OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("noise", "content")
 MAX_SCALES = 4
 MAX_ROLLBACKS = 5
+# Learning rates above this are typing mistakes: pixels live in [0, 1] (and float32 ends near 3e38).
+MAX_LEARNING_RATE = 1e3
 # Strength of the pull back into [0, 1], relative to the sum of the loss weights.
 RANGE_PENALTY = 10.0
 
@@ -149,10 +152,18 @@ def optimize_image(
 def _learning_rate(optimizer: str, lr) -> float:
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {optimizer!r}: choose 'lbfgs' or 'adam'.")
-    lr = profiles.LEARNING_RATES[optimizer] if lr is None else float(lr)
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"The learning rate must be a positive number, got {lr!r}.")
-    return lr
+    return check_learning_rate(profiles.LEARNING_RATES[optimizer] if lr is None else lr)
+
+
+def check_learning_rate(lr, name: str = "The learning rate") -> float:
+    """A learning rate as a float in (0, MAX_LEARNING_RATE], or a ValueError that names it."""
+    try:
+        value = float(lr)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(lr, bool) or not (math.isfinite(value) and 0 < value <= MAX_LEARNING_RATE):
+        raise ValueError(f"{name} must be a positive number up to {MAX_LEARNING_RATE:g}, got {lr!r}.")
+    return value
 
 
 class _Run:
@@ -324,7 +335,10 @@ def transfer(
     Remaining keyword arguments go to ``optimize_image`` (optimizer, lr,
     callback, ...). The model defaults to the Oxford VGG-19 with max pooling.
     """
-    styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
+    styles = check_styles(styles)
+    content = None if content is None else check_image(content, "content")
+    if isinstance(init, torch.Tensor):
+        init = check_image(init, "init")
     loss = LossSpec() if loss is None else loss
     loss.check_images(content, styles)
     _check_start(init, content, scales)
@@ -357,6 +371,12 @@ def transfer(
     return result
 
 
+def check_styles(styles) -> list[torch.Tensor]:
+    """One style image or several, as a list of checked images (see ``images.check_image``)."""
+    styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
+    return [check_image(style, f"styles[{i}]") for i, style in enumerate(styles)]
+
+
 def _check_start(init, content, scales) -> None:
     if isinstance(init, str) and init not in INITS:
         raise ValueError(f"Unknown init {init!r}: choose 'noise', 'content' or pass an image tensor.")
@@ -372,6 +392,12 @@ def _output_shape(content, styles, shape, layers) -> tuple[int, int]:
         shape = tuple(content.shape[-2:])
     elif shape is None:
         shape = tuple(styles[0].shape[-2:])
+    sides_ok = isinstance(shape, (tuple, list)) and len(shape) == 2
+    if not sides_ok or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in shape):
+        raise ValueError(f"shape must be (height, width) in whole pixels, got {shape!r}.")
+    shape = (int(shape[0]), int(shape[1]))
+    if max(shape) > MAX_SIZE:
+        raise ValueError(f"The image would be {shape[1]}x{shape[0]} px: its sides must be at most {MAX_SIZE} px.")
     smallest = min_image_side(layers)
     if min(shape) < smallest:
         raise ValueError(

@@ -22,13 +22,15 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from importlib import resources
 from pathlib import Path
 
 from . import profiles
 from .executor import code_fingerprint, served  # a section is stale when the code it calls changed
-from .files import atomic_write
+from .files import WriteError, atomic_write
 from .page import render
 from .profiles import PROFILES, get_profile
 
@@ -39,6 +41,10 @@ PICTURES = "05_your_pictures"
 
 class BuildError(RuntimeError):
     """A notebook failed; the message names it, the cell and the error."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The build was stopped (Ctrl-C, SIGTERM); the message says what was kept and what was not."""
 
 
 def notebook_folder() -> Path:
@@ -125,34 +131,98 @@ def build(
 
     ``photos``, ``paintings`` (files or named images) and ``album`` (a folder of photographs) add
     the section "Your pictures" (``PICTURES``); without any of them it is left out.
+
+    ``only``: build just the sections whose numbers start so (e.g. ["01", "03"]); the other sections of the
+    report in ``output`` are kept as they are and the page is rendered again with all of them.
+    An interrupt (Ctrl-C, SIGTERM) raises ``Interrupted``, whose message says what was kept.
     """
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}: choose one of {', '.join(PROFILES)}.")
+    _check_overrides(size, steps)
     pictures = check_pictures(photos, paintings, album)
     output = Path(output).resolve()
     partial = output.with_name(output.name + ".partial")
+    _check_place(output)
     _recover(output)
-    partial.mkdir(parents=True, exist_ok=True)
     chosen = [nb for nb in notebooks() if not only or any(nb.stem.startswith(o) for o in only)]
     if not pictures and only and [nb.stem for nb in chosen] == [PICTURES]:
         raise ValueError(f"{PICTURES} shows your own pictures: give --content, --style or --album as well.")
     chosen = [nb for nb in chosen if pictures or nb.stem != PICTURES]
     if not chosen:
         raise ValueError(f"No notebook in {notebook_folder()} matches {only}.")
+    _make_folder(partial)
     settings = {"profile": profile, "size": size, "steps": steps, "device": device, "weights": weights, **pictures}
-    code = code_fingerprint()
     os.environ["NST_PROGRESS"] = "terminal"  # the kernels inherit it: bars on this terminal
-    sections = []
+    done: list[dict] = []
     where = {"scheduler": scheduler, "threads": threads, "device": device, "size": get_profile(profile, size=size).size}
-    with served(executor, **where, log=log):
-        for number, notebook in enumerate(chosen, start=1):
-            label = f"[{number}/{len(chosen)}] {notebook.stem}"
-            sections.append(_section(notebook, settings, code, partial, output, label, log))
-    index = partial / "index.html"
-    with atomic_write(index, "w") as handle:
-        handle.write(render(partial, sections))
+    try:
+        with served(executor, **where, log=log):
+            _build_sections(chosen, settings, partial, output, log, done)
+        kept = [] if not only else _keep_others(chosen, partial, output, log)
+        order = [nb.name for nb in notebooks()]
+        sections = sorted(done + kept, key=lambda section: order.index(section["notebook"]))
+        with atomic_write(partial / "index.html", "w") as handle:
+            handle.write(render(partial, sections))
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted(output, partial, chosen, done)) from None
     _swap(partial, output)
     return output / "index.html"
+
+
+def _check_overrides(size, steps) -> None:
+    from .images import check_size
+    from .optimize import check_steps
+
+    if size is not None:
+        check_size(size, "size")
+    if steps is not None:
+        check_steps(steps, "steps")
+
+
+def _check_place(output: Path) -> None:
+    """Refuse, before any work, a report folder that is a file, or a file in the way of the build's folders."""
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"{output} is a file, not a report folder: give a folder (it is made if missing).")
+    for suffix in (".partial", ".old"):
+        spare = output.with_name(output.name + suffix)
+        if spare.exists() and not spare.is_dir():
+            raise ValueError(f"{spare} is a file where the build keeps a folder: move it away, or build elsewhere.")
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriteError(f"Cannot make the report folder {folder} ({error.strerror or error}).") from None
+
+
+def _build_sections(chosen: list[Path], settings: dict, partial: Path, output: Path, log, done: list) -> None:
+    """Run or reuse each chosen section in turn, appending each finished one to ``done``."""
+    code = code_fingerprint()
+    for number, notebook in enumerate(chosen, start=1):
+        label = f"[{number}/{len(chosen)}] {notebook.stem}"
+        done.append(_section(notebook, settings, code, partial, output, label, log))
+
+
+def _keep_others(chosen: list[Path], partial: Path, output: Path, log) -> list[dict]:
+    """The finished sections of the report in ``output`` that were not chosen, copied into the build as they are."""
+    kept = []
+    for notebook in notebooks():
+        if notebook not in chosen:
+            section = _reuse(partial / notebook.stem, output / notebook.stem, key=None)
+            if section is not None:
+                log(f"{notebook.stem}: not rebuilt, kept from the report as it was")
+                kept.append(section)
+    return kept
+
+
+def _interrupted(output: Path, partial: Path, chosen: list[Path], done: list[dict]) -> str:
+    """What an interrupted build leaves behind, in one sentence."""
+    report = f"the report in {output} is unchanged" if output.is_dir() else f"no report was written to {output}"
+    finished = [Path(section["notebook"]).stem for section in done]
+    unfinished = [nb.stem for nb in chosen if nb.stem not in finished]
+    kept = f"; finished sections ({', '.join(finished)}) are kept in {partial}, and the next build reuses them"
+    return f"{report}{kept if finished else ''}; not finished: {', '.join(unfinished) or 'the page itself'}."
 
 
 def _section(notebook: Path, settings: dict, code: str, partial: Path, output: Path, label: str, log) -> dict:
@@ -185,6 +255,7 @@ def _execute(notebook: Path, folder: Path, parameters: dict) -> float:
     folder.mkdir(parents=True)
     executed = folder / notebook.name
     start = time.perf_counter()
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         papermill.execute_notebook(
             str(notebook),
@@ -195,6 +266,9 @@ def _execute(notebook: Path, folder: Path, parameters: dict) -> float:
             kernel_name="python3",
             # Let the kernel's own stderr reach this terminal (progress bars) instead of the notebook.
             extra_arguments=["--IPKernelApp.capture_fd_output=False", "--IPKernelApp.log_level=ERROR"],
+            # Stopped at the end or by an interrupt, the kernel is ended at once: asked to shut down while
+            # busy, it would print a traceback about its closed sockets.
+            shutdown_kernel="immediate",
         )
     except papermill.PapermillExecutionError as error:
         raise BuildError(
@@ -202,31 +276,55 @@ def _execute(notebook: Path, folder: Path, parameters: dict) -> float:
             f"the executed copy is {executed}, and the previous report is untouched.\n"
             f"--- the failing cell ---\n{error.source}"
         ) from None
+    finally:
+        _restore(handlers)
     return time.perf_counter() - start
 
 
-def _reuse(folder: Path, previous: Path, key: str) -> dict | None:
-    """A finished section with this key, from an interrupted build or the current report."""
-    for candidate in (folder, previous):
+def _restore(handlers: dict) -> None:
+    """Put back the signal handlers that the notebook client replaces with its own (and leaves at the default)."""
+    if threading.current_thread() is threading.main_thread():
+        for number, handler in handlers.items():
+            if handler is not None:
+                signal.signal(number, handler)
+
+
+def _reuse(folder: Path, previous: Path, key: str | None) -> dict | None:
+    """A finished section with this key, from an interrupted build or the current report; with ``key``
+    None, the current report's section whatever its key (a section kept as it was)."""
+    for candidate in (folder, previous) if key is not None else (previous,):
         try:
             section = json.loads((candidate / SECTION_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if section.get("key") == key:
+        if key is None or section.get("key") == key:
             if candidate != folder:
-                shutil.rmtree(folder, ignore_errors=True)
-                shutil.copytree(candidate, folder)
+                _copy_section(candidate, folder)
             return section
     return None
 
 
+def _copy_section(source: Path, folder: Path) -> None:
+    """Copy a section's folder whole or not at all: a half-copied one must never pass for finished."""
+    copy = folder.with_name(folder.name + ".copy")
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(source, copy)
+    shutil.rmtree(folder, ignore_errors=True)
+    copy.rename(folder)
+
+
 def _swap(partial: Path, output: Path) -> None:
-    """Replace ``output`` by ``partial`` with two renames; ``_recover`` mends a crash in between."""
+    """Replace ``output`` by ``partial`` with two renames; an interrupt between them puts ``output`` back (and
+    ``_recover`` mends a crash there)."""
     old = output.with_name(output.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if output.exists():
         output.rename(old)
-    partial.rename(output)
+    try:
+        partial.rename(output)
+    except BaseException:
+        _recover(output)
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

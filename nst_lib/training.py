@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from . import profiles
-from .files import atomic_write
+from .files import atomic_write, check_writable
 from .generator import Generator, noise, run_generator
-from .images import MIN_SIZE
+from .images import MAX_SIZE, MIN_SIZE, check_image
 from .losses import LossSpec, PerceptualLoss
-from .optimize import check_steps, progress_bar
+from .optimize import check_learning_rate, check_steps, check_styles, progress_bar
 from .vgg import VGG19, min_image_side
 
 CHECKPOINT_FORMAT = "nst_lib.generator/2"
@@ -77,9 +77,7 @@ class Recipe:
         blocks = self.residual_blocks
         if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
             raise ValueError(f"residual_blocks must be a whole number of at least 0, got {blocks!r}.")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"The learning rate must be a positive number, got {self.lr!r}.")
-        object.__setattr__(self, "lr", float(self.lr))
+        object.__setattr__(self, "lr", check_learning_rate(self.lr))
         object.__setattr__(self, "scales", _checked_scales(self.scales))
         if self.schedule not in SCHEDULES:
             raise ValueError(f"Unknown learning-rate schedule {self.schedule!r}: choose {' or '.join(SCHEDULES)}.")
@@ -101,9 +99,10 @@ class Recipe:
         """Raise a ValueError when the crops are too small for the loss's deepest layer."""
         smallest = max(min_image_side(loss.layers), MIN_SIZE)
         size = self.crop_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < smallest:
+        if isinstance(size, bool) or not isinstance(size, int) or not smallest <= size <= MAX_SIZE:
             raise ValueError(
-                f"crop_size must be a whole number of at least {smallest} px for these layers, got {size!r}."
+                f"crop_size must be a whole number from {smallest} px (for these layers) to {MAX_SIZE} px, "
+                f"got {size!r}."
             )
 
 
@@ -219,13 +218,15 @@ def train_generator(
     ``steps`` may grow); without it an existing checkpoint is an error rather
     than overwritten.
     """
-    styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
-    contents = list(contents)
+    styles = check_styles(styles)
+    contents = [check_image(content, f"contents[{i}]") for i, content in enumerate(contents)]
     mode = "style" if contents else "texture"
     loss, recipe = _checked_settings(mode, styles, loss, recipe)
     checkpoint_every = check_steps(checkpoint_every, "checkpoint_every")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint to resume from.")
+    if checkpoint is not None:
+        check_checkpoint_path(checkpoint, resume)
     model = model if model is not None else VGG19()
     bfloat16 = model.uses_bfloat16(model.device)  # the generator runs in the precision the VGG-19 runs in
     contents = [_at_least(image, recipe.crop_size) for image in contents]
@@ -299,16 +300,25 @@ def _start(config: dict, device, checkpoint, resume: bool):
     rng = torch.Generator().manual_seed(recipe.seed)
     optimizer = torch.optim.Adam(network.parameters(), lr=recipe.lr)
     state = Training(network, config, step=0, history={}, seconds=0.0)
-    if checkpoint is not None:
-        checkpoint = Path(checkpoint)
-        if resume:
-            state = _resumed(checkpoint, config, network, optimizer, rng)
-        elif checkpoint.exists():
-            raise CheckpointError(
-                f"{checkpoint} already exists: resume it (resume=True, or --resume), "
-                "or choose another path to start afresh."
-            )
+    if checkpoint is not None and resume:
+        state = _resumed(Path(checkpoint), config, network, optimizer, rng)
     return state, optimizer, rng
+
+
+def check_checkpoint_path(path: str | os.PathLike, resume: bool = False) -> Path:
+    """Raise a CheckpointError (or a ``files.WriteError``) unless ``path`` can take a training's checkpoints:
+    an existing checkpoint file to resume, or else a new file (an existing one is never overwritten),
+    in a folder that takes files."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder: give the path of a checkpoint file, such as {path / 'style.pt'}.")
+    if resume and not path.is_file():
+        raise CheckpointError(f"Checkpoint not found: {path}.")
+    if not resume and path.exists():
+        raise CheckpointError(
+            f"{path} already exists: resume it (resume=True, or --resume), or choose another path to start afresh."
+        )
+    return check_writable(path)
 
 
 def train_step(
@@ -405,14 +415,71 @@ def _read_checkpoint(path) -> dict:
     except Exception:
         raise CheckpointError(f"{path} is not a generator checkpoint (it cannot be read by torch.load).") from None
     if isinstance(state, dict) and state.get("format") == OLD_CHECKPOINT_FORMAT:
-        state = {**state, "format": CHECKPOINT_FORMAT, "config": _upgraded(state["config"])}
+        try:
+            state = {**state, "format": CHECKPOINT_FORMAT, "config": _upgraded(state["config"])}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise CheckpointError(f"{path} is damaged: its {OLD_CHECKPOINT_FORMAT} settings are incomplete.") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a generator checkpoint written by nst_lib ({CHECKPOINT_FORMAT}).")
+    problem = _checkpoint_problem(state)
+    if problem:
+        raise CheckpointError(f"{path} is damaged: {problem}; train again, or use another checkpoint.")
     config = state["config"]
     # Checkpoints that do not say were trained when conv layers were read before the ReLU.
     state["config"] = {**config, "pre_relu": config.get("pre_relu", True),
                        "recipe": {**LEGACY_RECIPE, **config["recipe"]}}
     return state
+
+
+CHECKPOINT_KEYS = ("config", "step", "seconds", "history", "generator", "optimizer", "rng")
+
+
+def _checkpoint_problem(state: dict) -> str | None:
+    """What is wrong with a checkpoint's content (every key, and the size of every tensor), or None."""
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        return f"it has no {', '.join(map(repr, missing))}"
+    config = state["config"]
+    if not isinstance(config, dict) or config.get("mode") not in ("style", "texture"):
+        return "its config names no mode ('style' or 'texture')"
+    try:
+        recipe = Recipe(**config["recipe"])
+        recipe.check_crops(LossSpec.from_dict(config["loss"]))
+    except (KeyError, TypeError, ValueError) as error:
+        return f"its recipe or loss is not valid ({str(error).rstrip('.') or type(error).__name__})"
+    step, seconds, history = state["step"], state["seconds"], state["history"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"its step is {step!r}, not a whole number"
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+        return f"its training time is {seconds!r}, not a number of seconds"
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+        return "its loss history is not a table of lists"
+    if state["optimizer"] is not None and not isinstance(state["optimizer"], dict):
+        return "its optimizer state is not a dictionary"
+    if state["rng"] is not None and not (isinstance(state["rng"], torch.Tensor) and state["rng"].dtype == torch.uint8):
+        return "its random-number state is not a byte tensor"
+    return _generator_problem(state["generator"], recipe)
+
+
+def _generator_problem(tensors, recipe: Recipe) -> str | None:
+    """How the saved network's tensors differ from the network its recipe describes, or None."""
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+        return "its generator is not a state_dict of tensors"
+    if recipe.residual_blocks > len(tensors):  # each block has tensors: no need to build an absurd network
+        return f"its recipe's {recipe.residual_blocks} residual blocks do not match its {len(tensors)} tensors"
+    with torch.device("meta"):  # shapes only, no memory, whatever sizes the recipe claims
+        network = Generator(recipe.channels, recipe.residual_blocks)
+    expected = {name: tuple(value.shape) for name, value in network.state_dict().items()}
+    odd = set(expected) ^ set(tensors)
+    if odd:
+        return f"its generator's tensors do not fit its recipe ({min(odd)!r} is missing or extra)"
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != shape:
+            found = tuple(tensors[name].shape)
+            return f"its generator's {name!r} has shape {found}, and the network of its recipe needs {shape}"
+        if tensors[name].is_floating_point() and not torch.isfinite(tensors[name]).all():
+            return f"its generator's {name!r} holds NaN or infinite values"
+    return None
 
 
 def _upgraded(config: dict) -> dict:
@@ -428,6 +495,12 @@ def _upgraded(config: dict) -> dict:
 def _resumed(path: Path, config: dict, network: Generator, optimizer, rng: torch.Generator) -> Training:
     """The training state saved at ``path``, loaded into ``network``, ``optimizer`` and ``rng``."""
     state = _read_checkpoint(path)
+    steps = config["recipe"]["steps"]
+    if state["step"] > steps:
+        raise CheckpointError(
+            f"{path} already holds step {state['step']}, beyond the {steps} steps asked for: "
+            f"ask for more than {state['step']} steps to train on."
+        )
     saved, now = _settings(state["config"]), _settings(config)
     different = [key for key in now if saved.get(key) != now[key]]
     if different:
@@ -438,8 +511,13 @@ def _resumed(path: Path, config: dict, network: Generator, optimizer, rng: torch
             "resume with the same settings, or start afresh with another checkpoint path."
         )
     network.load_state_dict(state["generator"])
-    optimizer.load_state_dict(state["optimizer"])
-    rng.set_state(state["rng"])
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        rng.set_state(state["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        raise CheckpointError(
+            f"{path} cannot be resumed: its optimizer or random-number state is missing or damaged."
+        ) from None
     return Training(network, config, step=state["step"], history=state["history"], seconds=state["seconds"])
 
 

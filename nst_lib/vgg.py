@@ -47,6 +47,11 @@ def _layer_names() -> tuple[str, ...]:
 LAYER_NAMES = _layer_names()
 CONV_LAYERS = tuple(name for name in LAYER_NAMES if name.startswith("conv"))
 LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
+# (output, input) channels of each convolution.
+CONV_CHANNELS = {
+    name: (BLOCKS[int(name[4]) - 1][0], 3 if i == 0 else BLOCKS[int(CONV_LAYERS[i - 1][4]) - 1][0])
+    for i, name in enumerate(CONV_LAYERS)
+}
 
 WEIGHT_SOURCES = ("oxford", "torchvision", "random")
 POOLINGS = ("max", "avg")
@@ -265,11 +270,17 @@ def describe_device(device: torch.device) -> str:
 
 def _load_weights(weights, seed: int):
     """Return ({conv name: (weight, bias)}, input shift) for RGB input in [0, 1]."""
+    if not isinstance(weights, (str, os.PathLike)):
+        raise WeightsError(
+            f"weights must be 'oxford', 'torchvision', 'random' or the path of a state_dict file, got {weights!r}."
+        )
     if weights == "oxford":
         return _oxford_weights()
     if weights == "torchvision":
         return _torchvision_weights(_download_torchvision_state())
     if weights == "random":
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise WeightsError(f"The seed of the random weights must be a whole number, got {seed!r}.")
         return _random_weights(seed)
     path = Path(weights)
     if not path.is_file():
@@ -279,8 +290,12 @@ def _load_weights(weights, seed: int):
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise WeightsError(f"Cannot read VGG-19 weights from {path}: {error}.") from None
+    except Exception:  # torch's own advice (weights_only=False) is never right here
+        raise WeightsError(
+            f"Cannot read VGG-19 weights from {path}: it is not a plain state_dict of tensors saved by torch.save."
+        ) from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} holds a {type(state).__name__}, not a torchvision VGG-19 state_dict.")
     return _torchvision_weights(state, source=str(path))
 
 
@@ -338,12 +353,8 @@ def _torchvision_weights(state, source="torchvision"):
     index = 0
     for block, (_, count) in enumerate(BLOCKS, start=1):
         for conv in range(1, count + 1):
-            try:
-                convs[f"conv{block}_{conv}"] = (state[f"features.{index}.weight"], state[f"features.{index}.bias"])
-            except KeyError:
-                raise WeightsError(
-                    f"{source} is not a torchvision VGG-19 state_dict: it has no 'features.{index}.weight'."
-                ) from None
+            name = f"conv{block}_{conv}"
+            convs[name] = tuple(_checked_tensor(state, f"features.{index}.{part}", name, source) for part in PARTS)
             index += 2  # conv, relu
         index += 1  # pool
     return _fold_preprocessing(
@@ -352,6 +363,25 @@ def _torchvision_weights(state, source="torchvision"):
         scale=tuple(1.0 / s for s in IMAGENET_STD),
         shift=IMAGENET_MEAN,
     )
+
+
+PARTS = ("weight", "bias")
+
+
+def _checked_tensor(state: dict, key: str, layer: str, source: str) -> torch.Tensor:
+    """``state[key]``, the weight or bias of conv ``layer``, checked: a finite float tensor of VGG-19's shape."""
+    out_channels, in_channels = CONV_CHANNELS[layer]
+    shape = (out_channels, in_channels, 3, 3) if key.endswith("weight") else (out_channels,)
+    value = state.get(key)
+    if value is None:
+        raise WeightsError(f"{source} is not a torchvision VGG-19 state_dict: it has no {key!r}.")
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        raise WeightsError(f"{source}: {key!r} ({layer}) is not a floating-point tensor.")
+    if tuple(value.shape) != shape:
+        raise WeightsError(f"{source}: {key!r} ({layer}) has shape {tuple(value.shape)}, and VGG-19 needs {shape}.")
+    if not torch.isfinite(value).all():
+        raise WeightsError(f"{source}: {key!r} ({layer}) holds NaN or infinite values.")
+    return value.float()
 
 
 def _download_torchvision_state():

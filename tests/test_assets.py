@@ -171,6 +171,11 @@ def test_the_kodak_photographs_split_into_training_and_held_out_once_and_for_all
         assets.image_set("kodac")
 
 
+def test_a_url_is_named_whole_and_not_fetched():
+    with pytest.raises(AssetError, match="^https://example.com/a/photo.png is a URL: download the image"):
+        resolve("https://example.com/a/photo.png")
+
+
 def test_an_installation_without_the_manifest_says_to_reinstall(monkeypatch):
     def missing(package):
         raise ModuleNotFoundError(f"No module named {package!r}")

@@ -1,6 +1,9 @@
 import argparse
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -87,15 +90,37 @@ def test_a_tiny_transfer_writes_the_picture_and_its_intermediates(tmp_path, imag
         (["--style", "{picture}", "--output", "{tmp}/out.txt"], "needs an image suffix"),
         (["--style", "{picture}", "--output", "{tmp}/no/such/dir/out.png"], "does not exist"),
         ([], "Give --content, --style or both"),
+        (["--content", "{picture}", "--output", "{picture}"], "--output {picture} is also an input ({picture})"),
+        (["--content", "{picture}", "--style", "{tmp}/./style.png", "--output", "{tmp}/style.png"], "is also an input"),
+        (["--content", "{picture}", "--output", "{tmp}/folder.png"], "is a folder: give the name of a file inside"),
+        (["--style", "{picture}", "--style-size", "32", "--size", "100000"], "--size=100000 is out of range"),
+        (["--style", "{picture}", "--style-size", "32", "--size", "6000"],
+         "--size=6000 is out of range: use 16 to 4096"),
+        (["--content", "{picture}", "--style", "{picture}", "--style-size", "0"], "--style-size=0 is out of range"),
+        (["--content", "{picture}", "--optimizer", "adam", "--lr", "1e300"],
+         "--lr must be a positive number up to 1000"),
+        (["--content", "{picture}", "--weights", "{tmp}/list.pth"], "holds a list, not a torchvision VGG-19 state"),
+        (["--content", "https://example.com/a/photo.png"], "https://example.com/a/photo.png is a URL"),
+        (["--content", "{tmp}/huge.png"], "huge.png has more than 89 megapixels, more than this package opens"),
+        (["--content", "{tmp}/out_0002.png", "--save-every", "2"], "--save-every would write over the input"),
     ],
 )
 def test_bad_input_is_one_sentence_without_a_traceback(tmp_path, image_file, monkeypatch, args, message):
+    from test_images import png_header_claiming
+
     if "cuda" in args and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture")
+    (tmp_path / "folder.png").mkdir()
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    (tmp_path / "huge.png").write_bytes(png_header_claiming(12000, 12000))
     values = {"notes": notes, "picture": image_file(), "tmp": tmp_path}
+    image_file(name="style.png")
+    image_file(name="out_0002.png")
+    pictures = {path: path.read_bytes() for path in tmp_path.glob("*.png") if path.is_file()}
     args = [a.format(**values) for a in args]
+    message = message.format(**values)
     if "--output" not in args:
         args += ["--output", str(tmp_path / "out.png")]
     monkeypatch.chdir(tmp_path)
@@ -105,6 +130,7 @@ def test_bad_input_is_one_sentence_without_a_traceback(tmp_path, image_file, mon
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.png").exists()
+    assert {path: path.read_bytes() for path in pictures} == pictures  # no input was touched
 
 
 def test_assets_lists_the_named_images():
@@ -123,3 +149,84 @@ def test_an_interrupted_run_writes_nothing(tmp_path, monkeypatch, capsys, image_
     assert code == 130
     assert "interrupted: nothing was written" in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_an_output_that_is_a_named_images_file_is_refused(tmp_path, image_file):
+    from nst_lib.assets import resolve
+
+    mirror_file = resolve("starry_night")
+    before = mirror_file.read_bytes()
+    done = run("transfer", "--content", str(image_file()), "--style", "starry_night", "-o", str(mirror_file),
+               "--weights", "random", "--steps", "1")
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: --output {mirror_file} is also an input (starry_night): write the result " \
+                                  "to another file."
+    assert mirror_file.read_bytes() == before
+
+
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, image_file, monkeypatch, capsys):
+    from test_files import unwritable_folder
+
+    def never(*args, **kwargs):
+        raise AssertionError("the optimization must not start")
+
+    monkeypatch.setattr("nst_lib.optimize.transfer", never)
+    locked = unwritable_folder(tmp_path)
+    picture = str(image_file())
+    for output, message in [(locked / "out.png", f"--output {locked / 'out.png'}: the folder {locked} takes no new"),
+                            (tmp_path / ("a" * 252 + ".png"), "the file name is 256 bytes long")]:
+        assert cli.main(["transfer", "--content", picture, "-o", str(output), "--weights", "random"]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_a_legal_name_of_249_characters_is_written(tmp_path, image_file):
+    output = tmp_path / ("a" * 245 + ".png")
+    done = run("transfer", "--content", str(image_file()), "-o", str(output), "--size", "32", "--steps", "1",
+               "--weights", "random", "--content-layers", "conv2_1")
+    assert done.returncode == 0, done.stderr
+    assert load_image(output).shape[-1] == 32
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["picture.png", output.name])
+
+
+def test_the_help_states_the_limits_that_are_enforced(capsys):
+    from nst_lib.images import MAX_SIZE, MIN_SIZE
+    from nst_lib.optimize import MAX_LEARNING_RATE
+
+    limits = f"{MIN_SIZE}-{MAX_SIZE}"
+    transfer_help = " ".join(run("transfer", "--help").stdout.split())
+    assert f"longest side in pixels ({limits})" in transfer_help
+    assert f"longest side of the style images ({limits};" in transfer_help
+    assert f"learning rate, up to {MAX_LEARNING_RATE:g}" in transfer_help
+    training_help = " ".join(run("train-generator", "--help").stdout.split())
+    assert f"to {MAX_SIZE})" in training_help and f"(px; {limits})" in training_help
+    assert f"(up to {MAX_LEARNING_RATE:g})" in training_help
+    for option, value, accepted in [("--size", MAX_SIZE + 1, False), ("--size", MIN_SIZE - 1, False),
+                                    ("--style-size", MAX_SIZE + 1, False), ("--lr", MAX_LEARNING_RATE * 1.01, False),
+                                    ("--lr", MAX_LEARNING_RATE, True)]:
+        code = cli.main(["transfer", "--content", "nowhere.png", "-o", "/nonexistent/out.png", option, str(value)])
+        error = capsys.readouterr().err
+        assert code == 2
+        assert (option in error) != accepted, (option, value, error)  # accepted values fail later, on the output
+
+
+@pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_stopped_transfer_says_what_it_wrote_on_a_line_of_its_own(tmp_path, image_file, name, code):
+    output = tmp_path / "out.png"
+    command = [sys.executable, "-m", "nst_lib", "transfer", "--content", str(image_file(size=(64, 64))),
+               "-o", str(output), "--size", "64", "--steps", "100000", "--save-every", "2", "--weights", "random",
+               "--content-layers", "conv2_1", "--style-weight", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "out_0004.png").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, getattr(signal, name))  # as a terminal's Ctrl-C, or kill, would
+    _, stderr = process.communicate(timeout=60)
+    written = sorted(p.name for p in tmp_path.glob("out_*.png"))
+    assert process.returncode == code and len(written) >= 2
+    assert "Traceback" not in stderr
+    assert stderr.endswith(
+        f"\ninterrupted: wrote {len(written)} intermediate pictures (the last: {tmp_path / written[-1]}); "
+        f"{output} was not written.\n"
+    )
+    assert not output.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -36,3 +36,14 @@ def test_evaluations_to_reach_counts_until_the_best_so_far_gets_there():
     assert evaluations_to_reach(totals, 4.2) == 4
     assert evaluations_to_reach(totals, 9.5) == 1
     assert evaluations_to_reach(totals, 2.0) is None
+
+
+def test_stylize_takes_images_by_the_library_rule():
+    network = Generator(channels=4, residual_blocks=1)
+    image = torch.rand(1, 3, 24, 40)
+    as_bytes = (image * 255).round().to(torch.uint8)
+    assert torch.equal(stylize(network, as_bytes), stylize(network, as_bytes.float() / 255))
+    with pytest.raises(ValueError, match="image has values from"):
+        stylize(network, image * 255)
+    with pytest.raises(ValueError, match="image must be an RGB tensor"):
+        stylize(network, torch.rand(1, 4, 24, 40))

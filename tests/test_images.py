@@ -130,3 +130,54 @@ def test_image_bytes_decode_like_files_and_bad_bytes_name_the_upload(image_file)
         images.decode_image(b"hello", "notes.txt")
     with pytest.raises(ImageError, match="half.png is damaged or truncated"):
         images.decode_image(image_file(size=(200, 200), name="big.png").read_bytes()[:200], "half.png")
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG file whose header claims ``width`` x ``height`` pixels (opening it reads only the header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("width, height", [(12000, 12000), (9500, 9500)])  # 144 and 90.25 megapixels
+def test_images_over_the_stated_pixel_limit_are_refused_as_the_message_says(tmp_path, width, height):
+    assert images.MAX_PIXELS == 89478485 and width * height > images.MAX_PIXELS
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header_claiming(width, height))
+    with pytest.raises(ImageError, match="huge.png has more than 89 megapixels, more than this package opens"):
+        load_image(path)
+
+
+def test_library_tensors_follow_one_documented_rule():
+    image = torch.rand(1, 3, 20, 30)
+    as_bytes = (image * 255).round().to(torch.uint8)
+    assert torch.allclose(images.check_image(as_bytes, "content"), as_bytes.float() / 255)
+    assert images.check_image(image[0], "content").shape == (1, 3, 20, 30)
+    assert images.check_image(image.double(), "content").dtype == torch.float32
+    slightly = image.clone()
+    slightly[0, 0, 0, 0] = 1.0004  # rounding is clamped, not refused
+    assert float(images.check_image(slightly, "x").max()) <= 1.0
+    bad = [
+        (image * 255, "content has values from .* give pixels in \\[0, 1\\] \\(divide 0-255 pixels by 255\\)"),
+        (image.clamp(0.1, 0.9) - 0.5, "content has values from -0.4 to 0.4: give pixels in \\[0, 1\\]\\."),
+        (image.masked_fill(image > 0.9, float("nan")), "content holds NaN or infinite values"),
+        (image.masked_fill(image > 0.9, float("inf")), "content holds NaN or infinite values"),
+        (torch.rand(1, 4, 20, 30), "content must be an RGB tensor .* got shape \\(1, 4, 20, 30\\)"),
+        (torch.rand(1, 1, 20, 30), "content must be an RGB tensor"),
+        (torch.rand(20, 30), "content must be an RGB tensor .* got shape \\(20, 30\\)"),
+        (torch.rand(2, 3, 20, 30), "content must be one image \\(1, 3, H, W\\), got a batch of 2"),
+        (torch.zeros(1, 3, 20, 30, dtype=torch.int64), "content has dtype torch.int64: give uint8"),
+        (torch.zeros(1, 3, 0, 30), "content is 30x0 px"),
+        (torch.zeros(1, 3, 8, 5000), f"content is 5000x8 px: its sides must be 1 to {images.MAX_SIZE} px"),
+    ]
+    for tensor, message in bad:
+        with pytest.raises(ValueError, match=message):
+            images.check_image(tensor, "content")
+    with pytest.raises(TypeError, match="content must be an image tensor .* got ndarray"):
+        images.check_image(np.zeros((1, 3, 4, 4)), "content")
+    assert images.check_image(torch.rand(2, 3, 8, 8), "batch", batch=True).shape == (2, 3, 8, 8)

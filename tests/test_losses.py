@@ -171,3 +171,17 @@ def test_a_blended_optimization_is_evaluated_with_its_blend(random_vgg):
     assert scored["style"] == pytest.approx(result.final_losses["style"], rel=1e-4)
     equal = result.loss.replace(style_blend=None).evaluate(random_vgg, result.image, blobs(), styles)
     assert abs(equal["style"] - scored["style"]) > 1e-3 * scored["style"]  # the blend changes the score
+
+
+def test_evaluate_takes_images_by_the_library_rule(random_vgg):
+    loss = LossSpec(content_layers=("conv2_1",), style_layers=("conv1_1", "conv2_1"))
+    picture = blobs().flip(-1)
+    as_bytes = [(image * 255).round().to(torch.uint8) for image in (picture, blobs(), stripes())]
+    exact = loss.evaluate(random_vgg, *[image.float() / 255 for image in as_bytes[:2]], as_bytes[2].float() / 255)
+    assert loss.evaluate(random_vgg, *as_bytes) == pytest.approx(exact, rel=1e-5)
+    with pytest.raises(ValueError, match="image has values from"):
+        loss.evaluate(random_vgg, picture * 255, blobs(), stripes())
+    with pytest.raises(ValueError, match="content must be an RGB tensor"):
+        loss.evaluate(random_vgg, picture, torch.rand(1, 4, 48, 64), stripes())
+    with pytest.raises(ValueError, match="styles\\[0\\] holds NaN or infinite values"):
+        loss.evaluate(random_vgg, picture, blobs(), stripes() / 0)

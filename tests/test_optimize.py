@@ -136,3 +136,40 @@ def test_the_result_records_its_loss_specification(random_vgg):
     result = transfer(blobs(), [stripes(), blobs()], model=random_vgg, loss=loss, steps=3, seed=7, progress=False)
     assert result.loss == loss
     assert result.params["loss"]["style_blend"] == [2.0, 1.0] and result.params["seed"] == 7
+
+
+def test_library_tensors_are_converted_or_refused_by_one_rule(random_vgg, artifacts):
+    """uint8 pictures are divided by 255; 0-255 floats, NaN, infinity or four channels name the argument."""
+    reconstruct = dict(model=random_vgg, steps=30, **small(style_weight=0))
+    photo = blobs(64, 64)
+    as_bytes = (photo * 255).round().to(torch.uint8)
+    from_bytes = transfer(as_bytes, **reconstruct)
+    assert from_bytes.final_losses["content"] < 0.05  # a 0-255 picture read as [0, 1] stayed near 1.0
+    assert torch.equal(from_bytes.image, transfer(as_bytes.float() / 255, **reconstruct).image)
+    images.save_image(torch.cat([photo, from_bytes.image], -1), artifacts / "uint8_content.png")
+    nan = photo.clone()
+    nan[0, 1, 5, 5] = float("nan")
+    for arguments, message in [
+        ((photo * 255,), "content has values from .* give pixels in \\[0, 1\\] \\(divide 0-255 pixels by 255\\)"),
+        ((nan,), "content holds NaN or infinite values"),
+        ((photo / 0,), "content holds NaN or infinite values"),
+        ((torch.rand(1, 4, 64, 64),), "content must be an RGB tensor .* got shape \\(1, 4, 64, 64\\)"),
+        ((photo, [stripes(), stripes() * 255]), "styles\\[1\\] has values from"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            transfer(*arguments, model=random_vgg, steps=2, **SMALL)
+    with pytest.raises(ValueError, match="init must be an RGB tensor"):
+        transfer(photo, stripes(), init=torch.rand(1, 3, 64), model=random_vgg, steps=2, **SMALL)
+
+
+def test_a_texture_beyond_the_size_limit_is_refused_before_any_work(random_vgg):
+    with pytest.raises(ValueError, match=f"would be 100000x100000 px: its sides must be at most {images.MAX_SIZE} px"):
+        transfer(styles=[stripes()], shape=(100000, 100000), model=random_vgg, **small(content_weight=0))
+    with pytest.raises(ValueError, match="shape must be \\(height, width\\) in whole pixels, got 64"):
+        transfer(styles=[stripes()], shape=64, model=random_vgg, **small(content_weight=0))
+
+
+@pytest.mark.parametrize("lr", [1e300, float("inf"), 0.0, -1.0, 5e3])
+def test_an_absurd_learning_rate_is_one_sentence(random_vgg, lr):
+    with pytest.raises(ValueError, match="The learning rate must be a positive number up to 1000"):
+        transfer(blobs(), stripes(), model=random_vgg, steps=2, optimizer="adam", lr=lr, **SMALL)

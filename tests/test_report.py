@@ -242,3 +242,79 @@ def test_a_photograph_changed_under_the_same_name_makes_its_section_stale(tmp_pa
     photo(picture, 1)
     assert report.section_key(notebook, parameters, "code") != before
 
+
+def tiny_notebooks(folder: Path) -> list[Path]:
+    """Three numbered notebooks that run in a second each: the report's machinery without the optimizations."""
+    folder.mkdir()
+    books = []
+    for stem in ("01_first", "02_second", "03_third"):
+        book = nbformat.v4.new_notebook(cells=[
+            nbformat.v4.new_markdown_cell(f"# Section {stem}"),
+            nbformat.v4.new_code_cell("profile = 'quick'\nsteps = None", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell("print('made with', profile, steps)"),
+        ])
+        book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(book, folder / f"{stem}.ipynb")
+        books.append(folder / f"{stem}.ipynb")
+    return books
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    books = tiny_notebooks(tmp_path / "notebooks")
+    monkeypatch.setattr(report, "notebooks", lambda folder=None: list(books))
+    return books
+
+
+def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path, tiny):
+    from nst_lib import cli
+
+    file = tmp_path / "notes.txt"
+    file.write_text("my notes")
+    with pytest.raises(ValueError, match="notes.txt is a file, not a report folder"):
+        report.build(file, profile="quick", log=lambda line: None)
+    assert cli.main(["report", "--profile", "quick", "--output", str(file)]) == 2
+    assert file.read_text() == "my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notebooks", "notes.txt"]  # no .old, no .partial
+
+
+def test_only_rebuilds_its_sections_and_keeps_the_others(tmp_path, tiny):
+    output = tmp_path / "report"
+    report.build(output, profile="quick", log=lambda line: None)
+    lines = []
+    index = report.build(output, profile="quick", steps=2, only=["02"], log=lines.append)
+    assert [stem for stem in ("01_first", "02_second", "03_third") if (output / stem / report.SECTION_FILE).is_file()] \
+        == ["01_first", "02_second", "03_third"]
+    page = index.read_text()
+    positions = [page.index(f"id='{book.stem}'") for book in tiny]
+    assert positions == sorted(positions)
+    assert "running" in lines[0] and sum("kept from the report as it was" in line for line in lines) == 2
+    steps = {book.stem: json.loads((output / book.stem / report.SECTION_FILE).read_text())["parameters"]["steps"]
+             for book in tiny}
+    assert steps == {"01_first": None, "02_second": 2, "03_third": None}
+
+
+def test_an_interrupted_build_says_what_it_kept_and_the_next_one_reuses_it(tmp_path, tiny, monkeypatch):
+    output = tmp_path / "report"
+    execute = report._execute
+    calls = []
+
+    def stopped_at_the_second(notebook, folder, parameters):
+        calls.append(notebook.stem)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return execute(notebook, folder, parameters)
+
+    monkeypatch.setattr(report, "_execute", stopped_at_the_second)
+    with pytest.raises(report.Interrupted) as stop:
+        report.build(output, profile="quick", log=lambda line: None)
+    partial = output.with_name("report.partial")
+    assert str(stop.value) == (
+        f"no report was written to {output}; finished sections (01_first) are kept in {partial}, "
+        "and the next build reuses them; not finished: 02_second, 03_third."
+    )
+    assert not output.exists()
+    monkeypatch.setattr(report, "_execute", execute)
+    lines = []
+    report.build(output, profile="quick", log=lines.append)
+    assert "unchanged, reused" in lines[0] and (output / "index.html").is_file() and not partial.exists()

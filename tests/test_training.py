@@ -169,7 +169,9 @@ def test_checkpoint_mistakes_are_one_sentence(random_vgg, tmp_path):
         ({"steps": 0}, "steps must be a whole number of at least 1"),
         ({"batch": 0}, "batch must be a whole number of at least 1"),
         ({"lr": -1.0}, "learning rate must be a positive number"),
-        ({"crop_size": 8}, "crop_size must be a whole number of at least 16 px"),
+        ({"crop_size": 8}, "crop_size must be a whole number from 16 px \\(for these layers\\) to 4096 px"),
+        ({"crop_size": 100000}, "crop_size must be a whole number from 16 px \\(for these layers\\) to 4096 px"),
+        ({"lr": 1e300}, "learning rate must be a positive number up to 1000"),
         ({"channels": 0}, "channels must be a whole number of at least 1"),
         ({"residual_blocks": -1}, "residual_blocks must be a whole number of at least 0"),
         ({"scales": (0.5, 2)}, "scales must satisfy 0 < smallest <= largest <= 1"),
@@ -370,16 +372,25 @@ def test_a_texture_generator_from_the_command_line(tmp_path, image_file):
             ["train-generator", "--style", "{picture}", "--scales", "0.5", "--checkpoint", "{tmp}/c.pt"],
             "--scales takes two numbers, LOW,HIGH",
         ),
+        (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}"], "is a folder: give the path of a"),
+        (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}/c.pt", "--crop-size", "100000"],
+         "crop_size must be a whole number from 16 px (for these layers) to 4096 px, got 100000"),
+        (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}/c.pt", "--lr", "1e300"],
+         "The learning rate must be a positive number up to 1000, got 1e+300"),
+        (["stylize", "--checkpoint", "{picture}", "--content", "{picture}", "-o", "{picture}"], "is also an input"),
     ],
 )
 def test_generator_command_mistakes_are_one_sentence(tmp_path, image_file, args, message):
     values = {"picture": image_file(), "tmp": tmp_path}
-    done = nst(*[a.format(**values) for a in args], *(CLI_TINY if args[0] == "train-generator" else []))
+    before = values["picture"].read_bytes()
+    command, *options = [a.format(**values) for a in args]
+    done = nst(command, *(CLI_TINY if command == "train-generator" else []), *options)  # the options given win
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.png").exists() and not (tmp_path / "c.pt").exists()
+    assert values["picture"].read_bytes() == before
 
 
 def test_an_interrupted_training_points_to_its_last_checkpoint(tmp_path, image_file, monkeypatch, capsys, random_vgg):
@@ -393,11 +404,107 @@ def test_an_interrupted_training_points_to_its_last_checkpoint(tmp_path, image_f
 
     monkeypatch.setattr(training, "train_generator", interrupted_after_a_checkpoint)
     picture = str(image_file())
-    with pytest.raises(SystemExit) as stopped:
-        cli.main(
-            ["train-generator", "--style", picture, "--content", picture, "--checkpoint", str(checkpoint), *CLI_TINY]
-        )
-    assert stopped.value.code == 130
+    code = cli.main(
+        ["train-generator", "--style", picture, "--content", picture, "--checkpoint", str(checkpoint), *CLI_TINY]
+    )
+    assert code == 130
     message = capsys.readouterr().err
-    assert f"the last good checkpoint is {checkpoint} (it holds step 2); add --resume to continue" in message
+    assert message.splitlines()[-1] == (
+        f"interrupted: wrote {checkpoint} (it holds step 2, the last good checkpoint); "
+        "the steps after it were not saved: add --resume to continue."
+    )
     assert load_checkpoint(checkpoint).step == 2
+
+
+def damaged_copies(state: dict) -> list[tuple[dict, str]]:
+    """Checkpoints with the right format tag but missing keys, absurd sizes or bad tensors; each with its message."""
+    generator = state["generator"]
+    first = next(iter(generator))
+    recipe = state["config"]["recipe"]
+    return [
+        ({k: v for k, v in state.items() if k != "generator"}, "it has no 'generator'"),
+        ({k: v for k, v in state.items() if k != "history"}, "it has no 'history'"),
+        ({**state, "config": {**state["config"], "recipe": {**recipe, "channels": 100000}}},
+         rf"its generator's '{first}' has shape \(8, 3, 9, 9\), "
+         r"and the network of its recipe needs \(100000, 3, 9, 9\)"),
+        ({**state, "config": {**state["config"], "recipe": {**recipe, "residual_blocks": 10**9}}},
+         "its recipe's 1000000000 residual blocks do not match its"),
+        ({**state, "config": {**state["config"], "recipe": {**recipe, "crop_size": 10**6}}},
+         "its recipe or loss is not valid"),
+        ({**state, "generator": {**generator, first: generator[first][..., :1]}},
+         rf"its generator's '{first}' has shape \(8, 3, 9, 1\), and the network of its recipe needs \(8, 3, 9, 9\)"),
+        ({**state, "generator": {**generator, first: generator[first] / 0}},
+         f"its generator's '{first}' holds NaN or infinite values"),
+        ({**state, "generator": {k: v for k, v in generator.items() if k != first}},
+         rf"its generator's tensors do not fit its recipe \('{first}' is missing or extra\)"),
+        ({**state, "step": -3}, "its step is -3, not a whole number"),
+        ({**state, "config": {**state["config"], "mode": "painting"}}, "its config names no mode"),
+    ]
+
+
+def test_a_damaged_checkpoint_is_one_sentence_and_allocates_nothing(random_vgg, tmp_path):
+    path = tmp_path / "style.pt"
+    train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **tiny(2))
+    state = torch.load(path, weights_only=True)
+    for number, (damaged, message) in enumerate(damaged_copies(state)):
+        broken = tmp_path / f"broken{number}.pt"
+        torch.save(damaged, broken)
+        with pytest.raises(CheckpointError, match=f"{broken.name} is damaged: {message}"):
+            load_checkpoint(broken)
+        with pytest.raises(CheckpointError, match=f"{broken.name} is damaged: "):
+            train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=broken, resume=True, **tiny(4))
+    torch.save({**state, "optimizer": {"state": {}, "param_groups": []}}, tmp_path / "no_adam.pt")
+    with pytest.raises(CheckpointError, match="cannot be resumed: its optimizer or random-number state"):
+        train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=tmp_path / "no_adam.pt", resume=True,
+                        **tiny(4))
+
+
+def test_a_checkpoint_path_is_checked_before_any_training(random_vgg, tmp_path, monkeypatch):
+    from test_files import unwritable_folder
+
+    from nst_lib.files import WriteError
+
+    steps = []
+    monkeypatch.setattr(training, "_train_step", lambda *args: steps.append(1))
+    with pytest.raises(CheckpointError, match="is a folder: give the path of a checkpoint file, such as"):
+        train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=tmp_path, **tiny(2))
+    locked = unwritable_folder(tmp_path)
+    with pytest.raises(WriteError, match="takes no new files"):
+        train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=locked / "style.pt", **tiny(2))
+    with pytest.raises(ValueError, match="contents\\[0\\] has values from"):
+        train_generator(stripes(), [blobs() * 255], model=random_vgg, checkpoint=tmp_path / "a.pt", **tiny(2))
+    with pytest.raises(ValueError, match="styles\\[0\\] must be an RGB tensor"):
+        train_generator(torch.rand(1, 4, 32, 32), model=random_vgg, checkpoint=tmp_path / "a.pt", **tiny(2))
+    assert steps == [] and not (tmp_path / "a.pt").exists()
+
+
+def test_resuming_with_fewer_steps_than_done_is_refused(random_vgg, tmp_path):
+    path = tmp_path / "style.pt"
+    train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **tiny(3))
+    before = path.read_bytes()
+    with pytest.raises(CheckpointError, match="style.pt already holds step 3, beyond the 2 steps asked for"):
+        train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, resume=True, **tiny(2))
+    again = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, resume=True, **tiny(3))
+    assert again.step == 3 and path.read_bytes() == before  # nothing left to do, nothing written
+
+
+def test_generator_commands_refuse_what_they_could_not_finish(tmp_path, image_file):
+    from test_files import unwritable_folder
+
+    picture = str(image_file())
+    checkpoint = tmp_path / "style.pt"
+    train = ["train-generator", "--style", picture, "--content", picture, *CLI_TINY]
+    assert nst(*train, "--steps", "3", "--checkpoint", str(checkpoint)).returncode == 0
+    before = checkpoint.read_bytes()
+    fewer = nst(*train, "--steps", "2", "--checkpoint", str(checkpoint), "--resume")
+    assert fewer.returncode == 2 and "Traceback" not in fewer.stderr
+    assert fewer.stderr.strip() == (
+        f"error: {checkpoint} already holds step 3, beyond the 2 steps asked for: "
+        "ask for more than 3 steps to train on."
+    )
+    same = nst(*train, "--steps", "3", "--checkpoint", str(checkpoint), "--resume")
+    assert same.returncode == 0 and f"{checkpoint} already holds step 3 of 3: nothing to train" in same.stdout
+    assert checkpoint.read_bytes() == before
+    locked = unwritable_folder(tmp_path)
+    refused = nst(*train, "--checkpoint", str(locked / "style.pt"))
+    assert refused.returncode == 2 and "takes no new files" in refused.stderr and "Traceback" not in refused.stderr

@@ -137,3 +137,50 @@ def test_conv_names_read_before_or_after_the_relu():
     assert torch.allclose(rectified["relu2_1"], linear["relu2_1"])
     assert (caffe.source("conv4_2"), torch_style.source("conv4_2"), caffe.source("pool1")) == (
         "relu4_2", "conv4_2", "pool1")
+
+
+def vgg_state_dict() -> dict:
+    """A torchvision-layout VGG-19 state_dict of the right shapes (zeros: only the checks matter)."""
+    state, index = {}, 0
+    for block, (_, count) in enumerate(vgg.BLOCKS, start=1):
+        for conv in range(1, count + 1):
+            out_channels, in_channels = vgg.CONV_CHANNELS[f"conv{block}_{conv}"]
+            state[f"features.{index}.weight"] = torch.zeros(out_channels, in_channels, 3, 3)
+            state[f"features.{index}.bias"] = torch.zeros(out_channels)
+            index += 2
+        index += 1
+    return state
+
+
+def test_every_tensor_of_a_weights_file_is_checked_before_use(tmp_path):
+    import datetime
+
+    good = vgg_state_dict()
+    cases = [
+        ([1, 2, 3], "holds a list, not a torchvision VGG-19 state_dict"),
+        ({**good, "features.2.weight": torch.zeros(64, 64, 5, 5)},
+         r"'features.2.weight' \(conv1_2\) has shape \(64, 64, 5, 5\), and VGG-19 needs \(64, 64, 3, 3\)"),
+        ({**good, "features.0.weight": torch.zeros(64, 4, 3, 3)},
+         r"'features.0.weight' \(conv1_1\) has shape \(64, 4, 3, 3\), and VGG-19 needs \(64, 3, 3, 3\)"),
+        ({**good, "features.5.bias": torch.full((128,), float("nan"))},
+         r"'features.5.bias' \(conv2_1\) holds NaN or infinite values"),
+        ({**good, "features.7.weight": torch.zeros(128, 128, 3, 3, dtype=torch.int32)},
+         r"'features.7.weight' \(conv2_2\) is not a floating-point tensor"),
+        ({k: v for k, v in good.items() if k != "features.34.bias"}, "it has no 'features.34.bias'"),
+        ({"when": datetime.date(2024, 1, 1)}, "it is not a plain state_dict of tensors saved by torch.save"),
+    ]
+    for number, (content, message) in enumerate(cases):
+        path = tmp_path / f"weights{number}.pth"
+        torch.save(content, path)
+        with pytest.raises(WeightsError, match=message) as error:
+            VGG19(path)
+        assert "weights_only" not in str(error.value) and "\n" not in str(error.value)
+    path = tmp_path / "good.pth"
+    torch.save(good, path)
+    assert VGG19(path, precision="float32").weights == str(path)
+
+
+@pytest.mark.parametrize("weights", [None, 3, ["oxford"]])
+def test_a_weights_argument_of_the_wrong_type_is_one_sentence(weights):
+    with pytest.raises(WeightsError, match="weights must be 'oxford', 'torchvision', 'random' or the path of a"):
+        VGG19(weights=weights)

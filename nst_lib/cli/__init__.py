@@ -3,7 +3,9 @@
 Every subcommand and every option is declared in this package, shared
 options once (``options``); the library never imports it. Every user error
 ends in one sentence on stderr and exit status 2; nothing is written unless
-the run succeeds (outputs are written atomically).
+the run succeeds (outputs are written atomically). Ctrl-C and SIGTERM stop a
+run alike, leave no temporary file, and end in one line that says what was
+written and what was not (exit status 130, or 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import argparse
 import sys
 
 from ..assets import AssetError
+from ..files import Terminated, WriteError, terminate_as_interrupt
 from ..images import ImageError
 from ..vgg import LAYER_NAMES, WeightsError
 from . import generators, report, sweep, transfer
 
-USER_ERRORS = (AssetError, ImageError, WeightsError, ValueError, FileNotFoundError)
+USER_ERRORS = (AssetError, ImageError, WeightsError, WriteError, ValueError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,11 +37,32 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.handler(args)
+        with terminate_as_interrupt():
+            args.handler(args)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        say_interrupted(stop, args)
+        return 143 if _by_sigterm(stop) else 130
     return 0
+
+
+def say_interrupted(stop: KeyboardInterrupt, args: argparse.Namespace) -> None:
+    """One line on stderr that says what the stopped command wrote and what it did not: a command's own
+    ``args.on_interrupt()``, else the interrupt's own message, else nothing was written.
+
+    The line starts afresh: on a terminal the line of a progress bar cut short is cleared first."""
+    on_interrupt = getattr(args, "on_interrupt", None)
+    text = on_interrupt() if on_interrupt is not None else str(stop) or "nothing was written."
+    start = "\r\033[K" if sys.stderr.isatty() else "\n"
+    sys.stderr.write(f"{start}interrupted: {text}\n")
+    sys.stderr.flush()
+
+
+def _by_sigterm(stop: BaseException | None) -> bool:
+    while stop is not None:
+        if isinstance(stop, Terminated):
+            return True
+        stop = stop.__context__
+    return False

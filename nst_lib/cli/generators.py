@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from .. import profiles
 from ..images import MAX_SIZE, MIN_SIZE
+from ..optimize import MAX_LEARNING_RATE
 from . import options
 
 FULL = profiles.PROFILES["full"]
@@ -67,13 +67,19 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=recipe.steps, help="Adam steps")
     parser.add_argument("--batch", type=int, default=recipe.batch, help="crops per step")
     parser.add_argument(
-        "--crop-size", type=int, default=recipe.crop_size, help="side of the square training crops (px)"
+        "--crop-size",
+        type=int,
+        default=recipe.crop_size,
+        help=f"side of the square training crops (px; {MIN_SIZE} or what the layers need, to {MAX_SIZE})",
     )
     parser.add_argument(
         "--image-size",
         type=int,
         default=FULL.stylize_size,
-        help="longest side of the content and style images the crops come from (px)",
+        help=f"longest side of the content and style images the crops come from (px; {MIN_SIZE}-{MAX_SIZE})",
+    )
+    parser.add_argument(
+        "--lr", type=float, default=recipe.lr, help=f"Adam's learning rate (up to {MAX_LEARNING_RATE:g})"
     )
     options.add_list(
         parser,
@@ -83,7 +89,6 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
         metavar="LOW,HIGH",
         help="each crop shows its image at a scale drawn from LOW to HIGH (1: the image's own pixels)",
     )
-    parser.add_argument("--lr", type=float, default=recipe.lr, help="Adam's (first) learning rate")
     parser.add_argument(
         "--schedule", choices=SCHEDULES, default=recipe.schedule, help="the learning rate: cosine decay or constant"
     )
@@ -138,30 +143,31 @@ def _train(args: argparse.Namespace) -> None:
     from .. import training
     from ..images import check_size, load_image
 
-    if not args.checkpoint.parent.is_dir():
-        raise ValueError(f"--checkpoint {args.checkpoint}: the folder {args.checkpoint.parent} does not exist.")
+    training.check_checkpoint_path(args.checkpoint, args.resume)
+    before = training.load_checkpoint(args.checkpoint).step if args.resume else None
     check_size(args.image_size, "--image-size")
     sources = _content_sources(args)
     recipe = _recipe(args)
     loss = options.loss_spec(args, content=not args.texture)
+    recipe.check_crops(loss)
     model = options.model(args)
     styles = [load_image(style, args.image_size) for style in args.style]
     contents = [load_image(source, args.image_size) for source in sources]
-    try:
-        trained = training.train_generator(
-            styles,
-            contents,
-            model=model,
-            loss=loss,
-            recipe=recipe,
-            checkpoint=args.checkpoint,
-            checkpoint_every=args.checkpoint_every,
-            resume=args.resume,
-            description=f"training ({'texture' if args.texture else 'style transfer'})",
-        )
-    except KeyboardInterrupt:
-        _say_interrupted(args.checkpoint)
-        raise SystemExit(130) from None
+    args.on_interrupt = lambda: _interrupted(args.checkpoint, before)
+    trained = training.train_generator(
+        styles,
+        contents,
+        model=model,
+        loss=loss,
+        recipe=recipe,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        description=f"training ({'texture' if args.texture else 'style transfer'})",
+    )
+    if trained.step == before:
+        print(f"{args.checkpoint} already holds step {before} of {args.steps}: nothing to train, nothing written.")
+        return
     total = trained.history.get("total", [])
     change = f"; total loss {total[0]:.4g} -> {total[-1]:.4g}" if total else ""
     count = len(contents)
@@ -172,17 +178,19 @@ def _train(args: argparse.Namespace) -> None:
     )
 
 
-def _say_interrupted(checkpoint: Path) -> None:
+def _interrupted(checkpoint: Path, before: int | None) -> str:
+    """What an interrupted training left in ``checkpoint`` (which held step ``before``, or did not exist)."""
     from ..training import load_checkpoint
 
-    if checkpoint.is_file():
-        step = load_checkpoint(checkpoint).step
-        print(
-            f"interrupted: the last good checkpoint is {checkpoint} (it holds step {step}); add --resume to continue.",
-            file=sys.stderr,
-        )
-    else:
-        print("interrupted before the first checkpoint: nothing was written.", file=sys.stderr)
+    after = load_checkpoint(checkpoint).step if checkpoint.is_file() else None
+    if after is None:
+        return "nothing was written: the training stopped before its first checkpoint."
+    if after == before:
+        return f"nothing was written: {checkpoint} still holds step {after}; add --resume to continue from there."
+    return (
+        f"wrote {checkpoint} (it holds step {after}, the last good checkpoint); the steps after it were not saved: "
+        "add --resume to continue."
+    )
 
 
 def _stylize(args: argparse.Namespace) -> None:
@@ -191,7 +199,7 @@ def _stylize(args: argparse.Namespace) -> None:
     from ..training import load_checkpoint
     from ..vgg import pick_device
 
-    options.check_output(args.output)
+    options.check_output(args.output, inputs=[args.content, args.checkpoint])
     check_size(args.size, "--size")
     device = pick_device(args.device)
     trained = load_checkpoint(args.checkpoint, device)

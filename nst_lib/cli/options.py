@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .. import profiles
+from ..assets import resolve
+from ..files import check_writable
 from ..images import SAVE_FORMATS
 from ..losses import LossSpec, check_weight
 from ..vgg import POOLINGS, PRECISIONS
@@ -161,9 +164,19 @@ def add_output_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, type=Path, help="where to write the picture (.png, .jpg, ...)")
 
 
-def check_output(path: Path, option: str = "--output") -> None:
-    """Refuse, before any work, an output that could not be written."""
+def check_output(path: Path, option: str = "--output", inputs=()) -> None:
+    """Refuse, before any work, an output that could not be written (see ``files.check_writable``), or
+    that is one of the ``inputs`` (paths, or text that names a file or a named image; None is skipped)."""
     if path.suffix.lower() not in SAVE_FORMATS:
         raise ValueError(f"{option} {path} needs an image suffix such as .png or .jpg.")
-    if not path.parent.is_dir():
-        raise ValueError(f"{option} {path}: the folder {path.parent} does not exist.")
+    check_writable(path, option)
+    for source in inputs:
+        if source is not None and same_file(path, resolve(source) if isinstance(source, str) else Path(source)):
+            raise ValueError(f"{option} {path} is also an input ({source}): write the result to another file.")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (links and relative paths resolved)."""
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()

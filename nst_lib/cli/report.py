@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..images import MAX_SIZE, MIN_SIZE
 from ..profiles import PROFILES
 from . import options
 
@@ -20,12 +21,17 @@ def register(commands) -> None:
         formatter_class=options.HelpFormatter,
     )
     parser.add_argument("--profile", choices=list(PROFILES), default="standard", help="sizes and steps")
-    parser.add_argument("--size", type=int, help="override the profile's image size (px)")
+    parser.add_argument("--size", type=int, help=f"override the profile's image size (px, {MIN_SIZE}-{MAX_SIZE})")
     parser.add_argument("--steps", type=int, help="override the profile's evaluations per optimization")
     options.add_weights_option(parser)
     options.add_device_option(parser)
     parser.add_argument("--output", type=Path, help="report folder (default: report/<profile> in the current folder)")
-    options.add_list(parser, "--only", metavar="NN,...", help="build only these sections, e.g. 01,03")
+    options.add_list(
+        parser,
+        "--only",
+        metavar="NN,...",
+        help="rebuild only these sections, e.g. 01,03; the report's other sections are kept as they are",
+    )
     options.add_executor_options(parser)
     pictures = parser.add_argument_group(
         "your pictures", "Any of these adds the section 'Your pictures': each photograph with each style, from noise "

@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from .. import profiles
 from ..images import MAX_SIZE, MIN_SIZE
-from ..optimize import INITS, MAX_SCALES, OPTIMIZERS
+from ..optimize import INITS, MAX_LEARNING_RATE, MAX_SCALES, OPTIMIZERS
 from . import options
 
 
@@ -26,7 +26,9 @@ def register(commands) -> None:
     options.add_list(run, "--style", help="style images: files or named images")
     options.add_output_option(run)
     run.add_argument("--size", type=int, default=profiles.SIZE, help=f"longest side in pixels ({MIN_SIZE}-{MAX_SIZE})")
-    run.add_argument("--style-size", type=int, help="longest side of the style images (default: --size)")
+    run.add_argument(
+        "--style-size", type=int, help=f"longest side of the style images ({MIN_SIZE}-{MAX_SIZE}; default: --size)"
+    )
     run.add_argument("--steps", type=int, default=profiles.STEPS, help="loss evaluations (forward+backward passes)")
     run.add_argument(
         "--scales", type=int, default=1, help=f"coarse-to-fine levels (1-{MAX_SCALES}), each half the next"
@@ -34,7 +36,9 @@ def register(commands) -> None:
     run.add_argument("--init", choices=INITS, default=profiles.INIT, help="starting image")
     run.add_argument("--init-image", metavar="PATH", help="start from this picture instead (a file or a named image)")
     run.add_argument("--optimizer", choices=OPTIMIZERS, default=profiles.OPTIMIZER, help="optimizer")
-    run.add_argument("--lr", type=float, help="learning rate (default: 1 for L-BFGS, 0.02 for Adam)")
+    run.add_argument(
+        "--lr", type=float, help=f"learning rate, up to {MAX_LEARNING_RATE:g} (default: 1 for L-BFGS, 0.02 for Adam)"
+    )
     options.add_loss_options(run)
     run.add_argument("--seed", type=int, default=profiles.SEED, help="seed of the noise init")
     run.add_argument("--preserve-colors", action="store_true", help="keep the content's colours (luminance-only)")
@@ -53,19 +57,28 @@ def register(commands) -> None:
 
 def _transfer(args: argparse.Namespace) -> None:
     from .. import optimize
-    from ..images import load_image, save_image
+    from ..images import check_size, load_image, save_image
 
     styles = args.style or []
     if args.content is None and not styles:
         raise ValueError("Give --content, --style or both.")
-    options.check_output(args.output)
+    check_size(args.size, "--size")  # also the texture's size, when there is no content
+    style_size = args.size if args.style_size is None else check_size(args.style_size, "--style-size")
     optimize.check_steps(args.steps, "--steps")
+    if args.lr is not None:
+        optimize.check_learning_rate(args.lr, "--lr")
+    inputs = [args.content, *styles, args.init_image]
+    options.check_output(args.output, inputs=inputs)
     for name in ("save_every", "print_every"):
         if getattr(args, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 (off) or a positive number of evaluations.")
+    if args.save_every:
+        _check_intermediates(args.output, inputs)
     loss = options.loss_spec(args, content=args.content is not None, style=bool(styles))
+    saved: list = []
+    args.on_interrupt = lambda: _interrupted(args, saved)
     content = load_image(args.content, args.size) if args.content else None
-    style_images = [load_image(style, args.style_size or args.size) for style in styles]
+    style_images = [load_image(style, style_size) for style in styles]
     init = load_image(args.init_image, args.size) if args.init_image else args.init
     model = options.model(args)
     result = optimize.transfer(
@@ -81,7 +94,7 @@ def _transfer(args: argparse.Namespace) -> None:
         steps=args.steps,
         optimizer=args.optimizer,
         lr=args.lr,
-        callback=_on_evaluation(args) if args.save_every or args.print_every else None,
+        callback=_on_evaluation(args, saved) if args.save_every or args.print_every else None,
         callback_every=1,
     )
     save_image(result.image, args.output)
@@ -95,15 +108,40 @@ def _transfer(args: argparse.Namespace) -> None:
         print(f"note: {event}")
 
 
-def _on_evaluation(args: argparse.Namespace):
-    """Save the picture every --save-every evaluations and print the losses every --print-every."""
+def _intermediate(output, evaluation: int):
+    return output.with_name(f"{output.stem}_{evaluation:04d}{output.suffix}")
+
+
+def _check_intermediates(output, inputs) -> None:
+    """Refuse an input that --save-every would overwrite (a name such as out_0020.png beside the output)."""
+    from ..assets import resolve
+
+    for source in inputs:
+        if source is not None:
+            path = resolve(source).resolve()
+            number = path.stem[len(output.stem) + 1 :]
+            named_so = path.stem.startswith(f"{output.stem}_") and number.isdigit() and len(number) >= 4
+            if named_so and path.parent == output.resolve().parent and path.suffix == output.suffix:
+                raise ValueError(f"--save-every would write over the input {source}: choose another --output.")
+
+
+def _interrupted(args: argparse.Namespace, saved: list) -> str:
+    if not saved:
+        return f"nothing was written ({args.output} was not)."
+    count = f"{len(saved)} intermediate picture{'s' * (len(saved) != 1)}"
+    return f"wrote {count} (the last: {saved[-1]}); {args.output} was not written."
+
+
+def _on_evaluation(args: argparse.Namespace, saved: list):
+    """Save the picture every --save-every evaluations (adding each path to ``saved``) and print the losses
+    every --print-every."""
     from ..images import save_image
 
     output = args.output
 
     def callback(evaluation, image, losses):
         if args.save_every and evaluation % args.save_every == 0:
-            save_image(image, output.with_name(f"{output.stem}_{evaluation:04d}{output.suffix}"))
+            saved.append(save_image(image, _intermediate(output, evaluation)))
         if args.print_every and evaluation % args.print_every == 0:
             terms = " ".join(f"{name} {value:.4g}" for name, value in losses.items())
             tqdm.write(f"evaluation {evaluation}/{args.steps}: {terms}")
