@@ -107,6 +107,9 @@ def installed(tmp_path_factory):
     (site / "_dependencies.pth").write_text("\n".join(dependency_folders()) + "\n")
     environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     environment.update(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", NST_PROGRESS="off")
+    # The .pth file reaches the dependencies' code but not the data files pip puts under the environment's
+    # share/ (nbconvert's page templates); an installation of nst_lib[report] has them in its own prefix.
+    environment["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")
     work = base / "elsewhere"
     work.mkdir()
     return venv, environment, wheel, work

@@ -123,7 +123,7 @@ def test_headings_are_h2_and_h3_with_page_unique_anchors_in_one_contents_list(bu
 def test_the_header_names_profile_precision_device_torch_commit_and_times(built):
     html = page.render(*built)
     header = re.search(r"<header>.*?</header>", html, re.DOTALL).group()
-    for fact in ("quick: images of 64 px", "bfloat16", "oxford weights, max pooling", "cpu: a test CPU, 2 threads",
+    for fact in ("quick: images of 64 px", "bfloat16", "oxford weights, max pooling", "cpu: a test CPU, 2 torch threads",
                  "2.x", "commit ", "the notebooks ran for 1 min 23 s"):
         assert fact in header, fact
     assert "<meta name='viewport'" in html and "prefers-color-scheme: dark" in html and "@media print" in html

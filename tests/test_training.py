@@ -465,7 +465,7 @@ def test_a_checkpoint_path_is_checked_before_any_training(random_vgg, tmp_path, 
     from nst_lib.files import WriteError
 
     steps = []
-    monkeypatch.setattr(training, "_train_step", lambda *args: steps.append(1))
+    monkeypatch.setattr(training, "train_step", lambda *args: steps.append(1))
     with pytest.raises(CheckpointError, match="is a folder: give the path of a checkpoint file, such as"):
         train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=tmp_path, **tiny(2))
     locked = unwritable_folder(tmp_path)
