@@ -374,7 +374,7 @@ def test_a_texture_generator_from_the_command_line(tmp_path, image_file):
         ),
         (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}"], "is a folder: give the path of a"),
         (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}/c.pt", "--crop-size", "100000"],
-         "crop_size must be a whole number from 16 px (for these layers) to 4096 px, got 100000"),
+         "--crop-size=100000 is out of range: use 16 to 4096 pixels"),
         (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}/c.pt", "--lr", "1e300"],
          "The learning rate must be a positive number up to 1000, got 1e+300"),
         (["stylize", "--checkpoint", "{picture}", "--content", "{picture}", "-o", "{picture}"], "is also an input"),

@@ -99,7 +99,10 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _recipe(args: argparse.Namespace):
+    from ..images import check_size
     from ..training import Recipe
+
+    check_size(args.crop_size, "--crop-size")
 
     scales = args.scales if isinstance(args.scales, list) else options.numbers(args.scales)
     if len(scales) != 2:
