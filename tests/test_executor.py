@@ -211,3 +211,18 @@ def test_the_report_builds_on_a_local_cluster_with_the_same_figures(tmp_path):
         figures[kind] = {path.name: path.read_bytes() for path in folder.glob("*.png")}
     assert len(figures["inprocess"]) >= 2
     assert figures["local"] == figures["inprocess"]
+
+
+def test_the_code_fingerprint_follows_the_library_but_not_the_page(tmp_path, monkeypatch):
+    import shutil
+
+    from nst_lib import executor
+
+    package = tmp_path / "nst_lib"
+    shutil.copytree(Path(executor.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(executor, "__file__", str(package / "executor.py"))
+    before = executor.code_fingerprint()
+    (package / "page.py").write_text((package / "page.py").read_text() + "\n# a new page rule\n")
+    assert executor.code_fingerprint() == before
+    (package / "losses.py").write_text((package / "losses.py").read_text() + "\n# a new loss\n")
+    assert executor.code_fingerprint() != before
