@@ -54,8 +54,9 @@ notebooks: setup
 	  fi; \
 	done
 
+# SPEED_ARGS: e.g. SPEED_ARGS="--parts per-evaluation" measures only the per-evaluation table (a few minutes).
 bench: setup
-	$(BIN)/python bench/speed.py
+	$(BIN)/python bench/speed.py $(SPEED_ARGS)
 
 # Quality per second against the classic recipe (about 90 minutes on 2 idle cores; QUICK=1: a minute or two;
 # QUALITY_ARGS: any other options of bench/quality.py, e.g. QUALITY_ARGS="--size 128 --resume").

@@ -318,9 +318,14 @@ def memory(sizes):
     return rows
 
 
+PARTS = ("per-evaluation", "time-to-quality", "memory")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and budgets: check that the script runs")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help="measure only these parts (default: all three)")
     parser.add_argument("--memory-probe", nargs=2, metavar=("SIZE", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
@@ -331,26 +336,26 @@ def main() -> None:
     )
     started = time.perf_counter()
     print(f"machine: {machine()}", flush=True)
-    results = {
-        "machine": machine(),
-        "per_evaluation": per_evaluation(sizes, rounds),
-        "time_to_quality": time_to_quality(quality_size, budget),
-        "memory": memory(memory_sizes),
-    }
+    results = {"machine": machine()}
+    tables = []
+    if "per-evaluation" in args.parts:
+        results["per_evaluation"] = per_evaluation(sizes, rounds)
+        tables.append(("Per evaluation, median of alternating runs", results["per_evaluation"]))
+    if "time-to-quality" in args.parts:
+        quality = results["time_to_quality"] = time_to_quality(quality_size, budget)
+        tables.append((f"Time to quality at {quality_size} px: target float32 total {quality['target']:.4g}, "
+                       f"taken in turns", quality["rows"]))
+    if "memory" in args.parts:
+        results["memory"] = memory(memory_sizes)
+        tables.append(("Memory", results["memory"]))
     results["seconds"] = time.perf_counter() - started
-    quality = results["time_to_quality"]
-    tables = (
-        ("Per evaluation, median of alternating runs", results["per_evaluation"]),
-        (f"Time to quality at {quality_size} px: target float32 total {quality['target']:.4g}, "
-         f"taken in turns", quality["rows"]),
-        ("Memory", results["memory"]),
-    )
     print(f"\nmachine: {results['machine']}")
     for title, rows in tables:
         print(f"\n{title}")
         print(Table(rows, digits=4))
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("speed_quick.json" if args.quick else "speed.json")
+    name = "speed" + ("_quick" if args.quick else "") + ("" if args.parts == list(PARTS) else "_" + "_".join(args.parts))
+    path = RESULTS / f"{name}.json"
     with atomic_write(path, "w") as handle:
         json.dump(results, handle, indent=1)
     print(f"\nwrote {path} ({results['seconds'] / 60:.1f} min)")
