@@ -10,6 +10,7 @@ write from the main thread, SIGTERM raises ``Terminated``, a
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import signal
@@ -81,6 +82,70 @@ def check_writable(path: str | os.PathLike, name: str | None = None) -> Path:
     except OSError as error:
         raise WriteError(f"{label}: the folder {folder} takes no new files ({error.strerror or error}).") from None
     return path
+
+
+def check_folder(path: str | os.PathLike, name: str | None = None, beside: tuple[str, ...] = ()) -> Path:
+    """Raise a one-sentence ``WriteError`` unless ``path`` is a folder that takes new files, or one that
+    can be made with its missing parents.
+
+    No part of ``path`` may be a file, every name still to be made must fit the
+    file system, and the folder that receives them must take them (tried, not
+    guessed from permissions). ``beside``: suffixes of folders also made next
+    to ``path`` (its name with the suffix added), whose names must fit too and
+    whose folder must take them. ``name`` is what the path is called in the
+    message (an option such as ``--output``).
+    """
+    label = f"{name} {path}" if name else str(path)
+    path = Path(os.path.abspath(path))
+    missing, existing = _missing_parts(path)
+    if existing == path and not path.is_dir():
+        raise WriteError(f"{label} is a file: give a folder (it is made if missing).")
+    if not existing.is_dir():
+        raise WriteError(f"{label}: {existing} is a file, not a folder.")
+    most = _longest_name(existing)
+    for part in missing:
+        length = len(os.fsencode(part.name))
+        if length > most:
+            which = "the folder name" if part == path else f"the name of the folder {part.name[:16]}..."
+            raise WriteError(f"{label}: {which} is {length} bytes long, and this file system allows {most}.")
+    for suffix in beside:
+        length = len(os.fsencode(path.name + suffix))
+        if length > most:
+            raise WriteError(f"{label}: with {suffix!r} added, as the folder made beside it is named, its name is "
+                             f"{length} bytes long, and this file system allows {most}.")
+    folder = existing if missing else path.parent if beside else path
+    try:
+        if missing or beside:
+            os.rmdir(tempfile.mkdtemp(dir=folder))
+        else:
+            tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        what = "folders" if missing or beside else "files"
+        raise WriteError(f"{label}: the folder {folder} takes no new {what} ({error.strerror or error}).") from None
+    return path
+
+
+def _missing_parts(path: Path) -> tuple[list[Path], Path]:
+    """The parts of ``path`` that do not exist (the deepest first), and the deepest one that does."""
+    missing = []
+    while True:
+        try:
+            os.stat(path)
+            return missing, path
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as error:
+            if error.errno != errno.ENAMETOOLONG:
+                raise WriteError(f"{path}: cannot be looked at ({error.strerror or error}).") from None
+        missing.append(path)
+        path = path.parent
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (links and relative paths resolved)."""
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
 
 
 def _longest_name(folder: Path) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nst_lib.files import WriteError, atomic_write, check_writable
+from nst_lib.files import WriteError, atomic_write, check_folder, check_writable
 
 # Writes half a file, then stops itself with the signal named on its command line, in the middle of the write.
 STOPPED_WRITER = """
@@ -87,3 +87,27 @@ def test_targets_that_cannot_be_written_are_one_sentence(tmp_path):
     assert check_writable(tmp_path / "fine.png") == tmp_path / "fine.png"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "locked") == ["out.png"]
     assert os.listdir(folder) == []
+
+
+def test_folders_that_cannot_be_made_or_written_are_one_sentence(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    with pytest.raises(WriteError, match=r"^-o .*notes.txt is a file: give a folder"):
+        check_folder(notes, "-o")
+    with pytest.raises(WriteError, match=r"notes.txt/a/b: .*notes.txt is a file, not a folder\.$"):
+        check_folder(notes / "a" / "b")
+    with pytest.raises(WriteError, match="the folder name is 256 bytes long, and this file system allows 255"):
+        check_folder(tmp_path / ("a" * 256))
+    with pytest.raises(WriteError, match=r"the name of the folder a{16}\.\.\. is 256 bytes long"):
+        check_folder(tmp_path / ("a" * 256) / "b")
+    with pytest.raises(WriteError, match=r"with '.partial' added, .* its name is 258 bytes long"):
+        check_folder(tmp_path / ("a" * 250), beside=(".partial",))
+    locked = unwritable_folder(tmp_path)
+    with pytest.raises(WriteError, match=f"the folder {locked} takes no new folders"):
+        check_folder(locked / "new" / "deeper")
+    with pytest.raises(WriteError, match=f"the folder {locked} takes no new files"):
+        check_folder(locked)
+    assert check_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert check_folder(tmp_path / ("a" * 247), beside=(".partial", ".old")) == tmp_path / ("a" * 247)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "locked") == ["notes.txt"]  # nothing was made
+    assert notes.read_text() == "my notes"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from .. import profiles
 from ..assets import resolve
-from ..files import check_writable
+from ..files import check_writable, same_file
 from ..images import SAVE_FORMATS
 from ..losses import LossSpec, check_weight
 from ..vgg import POOLINGS, PRECISIONS
@@ -174,9 +173,3 @@ def check_output(path: Path, option: str = "--output", inputs=()) -> None:
         if source is not None and same_file(path, resolve(source) if isinstance(source, str) else Path(source)):
             raise ValueError(f"{option} {path} is also an input ({source}): write the result to another file.")
 
-
-def same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name the same file (links and relative paths resolved)."""
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
