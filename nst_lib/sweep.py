@@ -14,7 +14,8 @@ and writes, each file atomically:
 - ``contact_sheet.png``: the pictures in a labelled grid, columns and rows
   taken from the swept axes.
 
-A failing cell is reported and the others go on.
+A failing cell is reported and the others go on. An interrupt (Ctrl-C, SIGTERM)
+raises ``Interrupted``, whose message says which files were written.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from pathlib import Path
 import torch
 
 from . import profiles
+from .assets import resolve
 from .executor import InProcess, Job, JobError, ModelSpec, code_fingerprint, executor_from
 from .figures import contact_sheet, save_figure
-from .files import atomic_write
+from .files import WriteError, atomic_write, check_folder, same_file
 from .images import check_size, load_image, save_image
 from .losses import LossSpec
 from .optimize import INITS
@@ -57,6 +59,12 @@ DEFAULTS = {
 }
 LOSS_TERMS = ("content", "style", "tv", "total")
 CELLS = "cells"
+# The files that sum a sweep up, in the order they are written.
+SUMMARY = ("sweep.json", "sweep.csv", "contact_sheet.png")
+
+
+class Interrupted(KeyboardInterrupt):
+    """The sweep was stopped (Ctrl-C, SIGTERM); the message says which files were written."""
 
 
 @dataclass
@@ -219,24 +227,60 @@ def sweep(
         _check(cell)
     rows, columns = sheet_axes(axes, rows, columns)
     folder = Path(output)
-    (folder / CELLS).mkdir(parents=True, exist_ok=True)
+    check_place(folder, cells)
     model = ModelSpec.describe(device, weights=str(weights), pooling=pooling, precision=precision)
     pictures = _Pictures()
     jobs = [_job(cell, pictures) for cell in cells]  # loads every picture: a missing one stops us here
-    owned = executor is None or isinstance(executor, str)
-    if owned:
-        size = max(cell["size"] for cell in cells)
-        executor = executor_from(executor, scheduler=scheduler, threads=threads, device=device, size=size,
-                                 tasks=len(cells), log=log)
+    keys: list[str] = []
+    written: list[str] = []
     try:
-        used = _threads_of(executor)
-        code = code_fingerprint()
-        keys = [cell_key(cell, pictures, model, used, code) for cell in cells]
-        records = _run(executor, model, cells, jobs, keys, folder, progress, log)
-    finally:
+        (folder / CELLS).mkdir(parents=True, exist_ok=True)
+        owned = executor is None or isinstance(executor, str)
         if owned:
-            executor.close()
-    return _summarize(folder, records, rows, columns, log)
+            size = max(cell["size"] for cell in cells)
+            executor = executor_from(executor, scheduler=scheduler, threads=threads, device=device, size=size,
+                                     tasks=len(cells), log=log)
+        try:
+            used = _threads_of(executor)
+            code = code_fingerprint()
+            keys += [cell_key(cell, pictures, model, used, code) for cell in cells]
+            records = _run(executor, model, cells, jobs, keys, folder, progress, log)
+        finally:
+            if owned:
+                executor.close()
+        return _summarize(folder, records, rows, columns, log, written)
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted(folder, keys, written)) from None
+
+
+def check_place(folder: Path, cells: list[dict]) -> None:
+    """Refuse, before any work, a folder that cannot be written (``files.check_folder``), or whose summary
+    files would be written over an input picture."""
+    check_folder(folder, "the sweep folder")
+    if (folder / CELLS).exists() and not (folder / CELLS).is_dir():
+        raise WriteError(f"{folder / CELLS} is a file where the sweep keeps its pictures: move it away, "
+                         "or give another folder.")
+    sources = dict.fromkeys(cell[role] for cell in cells for role in ("content", "style") if cell[role] is not None)
+    for source in sources:
+        for name in SUMMARY:
+            if same_file(folder / name, resolve(source)):
+                raise ValueError(f"The input {source} is the sweep's {name}, which the sweep writes: copy it "
+                                 "elsewhere first, or give another folder.")
+
+
+def _interrupted(folder: Path, keys: list[str], written: list[str]) -> str:
+    """What a stopped sweep wrote, in one sentence."""
+    finished = sum((folder / CELLS / f"{key}.json").is_file() for key in keys)
+    cells = (f"{finished} of {len(keys)} cells are finished in {folder / CELLS}, and the same sweep run again "
+             "reuses them" if finished else "no cell was finished")
+    missing = [name for name in SUMMARY if name not in written]
+    if not missing:
+        return f"{cells}; {_and(written)} were written."
+    return f"{cells}; {_and(missing)} {'was' if len(missing) == 1 else 'were'} not written."
+
+
+def _and(names: list[str]) -> str:
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
 
 
 def _threads_of(executor) -> int:
@@ -315,14 +359,19 @@ def sheet_axes(axes: Mapping[str, Sequence], rows=None, columns=None) -> tuple[l
     return rows, columns
 
 
-def _summarize(folder: Path, records: list[dict], rows: list[str], columns: str | None, log) -> SweepResult:
+def _summarize(folder: Path, records: list[dict], rows: list[str], columns: str | None, log,
+               written: list[str]) -> SweepResult:
+    """Write the summary files (``SUMMARY``), adding each name to ``written`` once it is there."""
     for index, record in enumerate(records):
         record["index"] = index
     with atomic_write(folder / "sweep.json", "w") as handle:
         json.dump(records, handle, indent=1)
+    written.append("sweep.json")
     with atomic_write(folder / "sweep.csv", "w") as handle:
         handle.write(_csv(records))
+    written.append("sweep.csv")
     sheet = _sheet(folder, records, rows, columns)
+    written.append("contact_sheet.png")
     failed = sum(record["status"] != "ok" for record in records)
     log(f"sweep: {len(records) - failed} cells done, {failed} failed; {folder / 'sweep.csv'}"
         + (f", {sheet}" if sheet else ""))

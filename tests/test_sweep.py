@@ -13,7 +13,7 @@ import time
 import pytest
 from conftest import blobs, stripes
 
-from nst_lib import cli, executor
+from nst_lib import cli, executor, files
 from nst_lib.executor import InProcess, ModelSpec
 from nst_lib.images import load_image, save_image
 from nst_lib.sweep import _Pictures, cell_key, grid, sheet_axes, sweep
@@ -187,6 +187,68 @@ def test_a_bad_sweep_is_one_sentence(pictures, tmp_path, arguments, message, cap
     error = capsys.readouterr().err
     assert status == 2 and message in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / "bad" / "sweep.csv").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(pictures, tmp_path, capsys, monkeypatch):
+    from test_files import unwritable_folder
+
+    def never(*args, **kwargs):
+        raise AssertionError("no optimization may start")
+
+    monkeypatch.setattr("nst_lib.sweep.executor_from", never)
+    content, style = pictures
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    shutil.copy(content, earlier / "contact_sheet.png")  # the contact sheet of an earlier sweep, used as content
+    locked = unwritable_folder(tmp_path)
+    long_name = tmp_path / ("a" * 256)
+    cases = [
+        (notes, str(content), f"--output {notes} is a file: give a folder"),
+        (locked / "sweeps", str(content), f"--output {locked / 'sweeps'}: the folder {locked} takes no new folders"),
+        (notes / "sweeps", str(content), f"--output {notes / 'sweeps'}: {notes} is a file, not a folder."),
+        (long_name, str(content), "the folder name is 256 bytes long, and this file system allows 255"),
+        (earlier, str(earlier / "contact_sheet.png"), "is the sweep's contact_sheet.png, which the sweep writes"),
+    ]
+    for output, picture, message in cases:
+        status = cli.main(["sweep", "--content", picture, "--style", str(style), "--steps", "2", "--weights",
+                           "random", "--precision", "float32", "-o", str(output)])
+        error = capsys.readouterr().err
+        assert status == 2 and message in error and len(error.strip().splitlines()) == 1, (output, error)
+    assert notes.read_text() == "my notes"
+    assert (earlier / "contact_sheet.png").read_bytes() == content.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "locked") == ["earlier", "notes.txt"]
+    assert os.listdir(earlier) == ["contact_sheet.png"]
+
+
+@pytest.mark.parametrize("stop, code", [(KeyboardInterrupt, 130), (files.Terminated, 143)])
+def test_a_stopped_sweep_says_which_cells_it_kept(pictures, tmp_path, capsys, monkeypatch, stop, code):
+    from nst_lib import sweep as module
+
+    keep = module._keep
+
+    def stopped_at_the_third(folder, key, cell, result):
+        if len(list((folder / "cells").glob("*.json"))) == 2:
+            raise stop
+        return keep(folder, key, cell, result)
+
+    monkeypatch.setattr(module, "_keep", stopped_at_the_third)
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")
+    content, style = pictures
+    folder = tmp_path / "stopped"
+    arguments = ["sweep", "--content", str(content), "--style", str(style), "--seed", "0,1,2,3", "--size", "32",
+                 "--steps", "2", "--weights", "random", "--precision", "float32", "-o", str(folder)]
+    assert cli.main(arguments) == code
+    error = capsys.readouterr().err
+    assert f"\ninterrupted: 2 of 4 cells are finished in {folder / 'cells'}, and the same sweep run again reuses " \
+           "them; sweep.json, sweep.csv and contact_sheet.png were not written.\n" in error, error
+    assert "Traceback" not in error
+    nothing_half_written(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["cells"] and len(os.listdir(folder / "cells")) == 4
+    monkeypatch.setattr(module, "_keep", keep)
+    assert cli.main(arguments) == 0
+    assert "2 of 4 cells already done, reused" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from .. import profiles
+from ..files import check_folder
 from ..optimize import INITS
 from . import options
 
@@ -74,8 +75,7 @@ def _sweep(args: argparse.Namespace) -> None:
 
     if not args.content and not args.style:
         raise ValueError("Give --content, --style or both.")
-    if args.output.exists() and not args.output.is_dir():
-        raise ValueError(f"--output {args.output} is a file: give a folder.")
+    check_folder(args.output, "--output")
     axes = {
         "content": args.content or [None],
         "style": args.style or [None],
