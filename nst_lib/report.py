@@ -30,11 +30,13 @@ from pathlib import Path
 
 from . import profiles
 from .executor import code_fingerprint, served  # a section is stale when the code it calls changed
-from .files import WriteError, atomic_write
+from .files import WriteError, atomic_write, check_folder
 from .page import render
 from .profiles import PROFILES, get_profile
 
 SECTION_FILE = "section.json"
+# Beside the report folder, the build makes <name>.partial and, while swapping, <name>.old.
+SPARES = (".partial", ".old")
 # The section that shows a reader's own photographs: built only when some are given.
 PICTURES = "05_your_pictures"
 
@@ -142,7 +144,7 @@ def build(
     pictures = check_pictures(photos, paintings, album)
     output = Path(output).resolve()
     partial = output.with_name(output.name + ".partial")
-    _check_place(output)
+    _check_place(output, pictures)
     _recover(output)
     chosen = [nb for nb in notebooks() if not only or any(nb.stem.startswith(o) for o in only)]
     if not pictures and only and [nb.stem for nb in chosen] == [PICTURES]:
@@ -179,14 +181,24 @@ def _check_overrides(size, steps) -> None:
         check_steps(steps, "steps")
 
 
-def _check_place(output: Path) -> None:
-    """Refuse, before any work, a report folder that is a file, or a file in the way of the build's folders."""
+def _check_place(output: Path, pictures: dict) -> None:
+    """Refuse, before any work, a report folder that is a file, cannot be made or replaced
+    (``files.check_folder``), has a file in the way of the build's folders, or holds one of the reader's
+    pictures (which the build would replace with the folder)."""
     if output.exists() and not output.is_dir():
         raise ValueError(f"{output} is a file, not a report folder: give a folder (it is made if missing).")
-    for suffix in (".partial", ".old"):
+    check_folder(output, "the report folder", beside=SPARES)
+    for suffix in SPARES:
         spare = output.with_name(output.name + suffix)
         if spare.exists() and not spare.is_dir():
             raise ValueError(f"{spare} is a file where the build keeps a folder: move it away, or build elsewhere.")
+    sources = [*pictures.get("photos", ()), *pictures.get("paintings", ()), pictures.get("album")]
+    for source in sources:
+        inside = [folder for folder in (output, *(output.with_name(output.name + s) for s in SPARES))
+                  if source is not None and os.path.isabs(source) and Path(source).is_relative_to(folder)]
+        if inside:
+            raise ValueError(f"{source} is inside the report folder {inside[0]}, which the build replaces: copy it "
+                             "elsewhere first, or build elsewhere.")
 
 
 def _make_folder(folder: Path) -> None:

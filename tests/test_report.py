@@ -278,6 +278,34 @@ def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path, tiny):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notebooks", "notes.txt"]  # no .old, no .partial
 
 
+def test_a_report_folder_that_cannot_be_built_is_refused_before_anything_runs(tmp_path, tiny, capsys, monkeypatch):
+    from nst_lib import cli
+    from test_files import unwritable_folder
+
+    def never(*args, **kwargs):
+        raise AssertionError("no notebook may run")
+
+    monkeypatch.setattr(report, "_execute", never)
+    earlier = tmp_path / "earlier"
+    (earlier / "figures").mkdir(parents=True)
+    picture = photo(earlier / "figures" / "garden.png", 0)  # a figure of an earlier report, given as a picture
+    locked = unwritable_folder(tmp_path)
+    cases = [
+        (tmp_path / ("a" * 250), [], "with '.partial' added, as the folder made beside it is named, its name is 258 "
+                                     "bytes long, and this file system allows 255."),
+        (locked / "report", [], f"the folder {locked} takes no new folders"),
+        (earlier, ["--content", str(picture)], f"{picture} is inside the report folder {earlier}, which the build "
+                                               "replaces: copy it elsewhere first, or build elsewhere."),
+        (earlier, ["--album", str(earlier / "figures")], f"{earlier / 'figures'} is inside the report folder"),
+    ]
+    for output, pictures, message in cases:
+        status = cli.main(["report", "--profile", "quick", "--output", str(output), *pictures])
+        error = capsys.readouterr().err
+        assert status == 2 and message in error and len(error.strip().splitlines()) == 1, error
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "locked") == ["earlier", "notebooks"]
+    assert sorted(p.name for p in earlier.rglob("*")) == ["figures", "garden.png"]
+
+
 def test_only_rebuilds_its_sections_and_keeps_the_others(tmp_path, tiny):
     output = tmp_path / "report"
     report.build(output, profile="quick", log=lambda line: None)
