@@ -230,3 +230,28 @@ def test_a_stopped_transfer_says_what_it_wrote_on_a_line_of_its_own(tmp_path, im
         f"{output} was not written.\n"
     )
     assert not output.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# A command that has ended, then an exit handler that takes its time, as torch's do after a report.
+SLOW_EXIT = """
+import atexit, sys, time
+from nst_lib import cli
+atexit.register(time.sleep, 30)
+atexit.register(print, "exiting", flush=True)
+sys.argv = ["nst", "assets"]
+cli.run()
+"""
+
+
+def test_ctrl_c_after_a_command_ends_the_process_without_a_traceback():
+    process = subprocess.Popen([sys.executable, "-c", SLOW_EXIT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line == "exiting\n":
+            break
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=20)
+    assert lines[-1] == "exiting\n" and any(line.startswith("starry_night") for line in lines)
+    assert process.returncode == -signal.SIGINT and stderr == ""

@@ -5,12 +5,15 @@ options once (``options``); the library never imports it. Every user error
 ends in one sentence on stderr and exit status 2; nothing is written unless
 the run succeeds (outputs are written atomically). Ctrl-C and SIGTERM stop a
 run alike, leave no temporary file, and end in one line that says what was
-written and what was not (exit status 130, or 143 for SIGTERM).
+written and what was not (exit status 130, or 143 for SIGTERM); once a
+command has ended, Ctrl-C ends the process at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 
 from ..assets import AssetError
@@ -46,6 +49,23 @@ def main(argv=None) -> int:
         say_interrupted(stop, args)
         return 143 if _by_sigterm(stop) else 130
     return 0
+
+
+def run() -> None:
+    """The program ``nst``: ``main``, then exit with its status.
+
+    Everything is written and said by then; what remains is Python's exit,
+    which runs the exit handlers of torch and other libraries. A Ctrl-C then
+    would interrupt one of them and print its traceback, so from here on
+    SIGINT ends the process at once, as it does a program without handlers."""
+    try:
+        status = main()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
+                stream.flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    sys.exit(status)
 
 
 def say_interrupted(stop: KeyboardInterrupt, args: argparse.Namespace) -> None:
