@@ -1,9 +1,12 @@
 """The report build: papermill over the notebooks, one HTML page, safe swaps, reuse."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -346,3 +349,53 @@ def test_an_interrupted_build_says_what_it_kept_and_the_next_one_reuses_it(tmp_p
     lines = []
     report.build(output, profile="quick", log=lines.append)
     assert "unchanged, reused" in lines[0] and (output / "index.html").is_file() and not partial.exists()
+
+
+# The build of the notebooks in argv[1] into argv[2] on the command line.
+BUILD = """
+import sys
+from pathlib import Path
+from nst_lib import cli, report
+books = sorted(Path(sys.argv[1]).glob("*.ipynb"))
+report.notebooks = lambda folder=None: list(books)
+sys.argv = ["nst", "report", "--profile", "quick", "--output", sys.argv[2]]
+cli.run()
+"""
+
+
+def processes_in(folder: Path) -> list[str]:
+    """The processes working in ``folder`` (a notebook's kernel works in its section's folder)."""
+    found = []
+    for link in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            if link.resolve() == folder.resolve():
+                found.append(link.parent.name)
+        except OSError:  # ended meanwhile, or not ours to see
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc to find the kernel")
+@pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_build_stopped_in_a_notebook_ends_its_kernel_and_says_what_it_kept(tmp_path, name, code):
+    books = tiny_notebooks(tmp_path / "notebooks")
+    second = nbformat.read(books[1], as_version=4)
+    second.cells.append(nbformat.v4.new_code_cell("open('started', 'w').close()\nimport time\ntime.sleep(120)"))
+    nbformat.write(second, books[1])
+    output = tmp_path / "report"
+    partial = tmp_path / "report.partial"
+    process = subprocess.Popen([sys.executable, "-c", BUILD, str(tmp_path / "notebooks"), str(output)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (partial / "02_second" / "started").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_in(partial / "02_second"), "the kernel runs the second notebook"
+    os.killpg(process.pid, getattr(signal, name))  # as a terminal's Ctrl-C, or kill, would
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code and "Traceback" not in stderr, stderr
+    assert stderr.endswith(
+        f"\ninterrupted: no report was written to {output}; finished sections (01_first) are kept in {partial}, "
+        "and the next build reuses them; not finished: 02_second, 03_third.\n"
+    ), stderr
+    time.sleep(1)
+    assert processes_in(partial / "02_second") == [] and not output.exists()
