@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+import signal
 import threading
 import time
 import uuid
@@ -550,7 +551,25 @@ def _start(layout: Layout, gpus: bool) -> DaskExecutor:
     finally:
         os.environ.clear()
         os.environ.update(before)
-    return DaskExecutor(Client(cluster), cluster, layout.threads, name="local cluster")
+    client = Client(cluster)
+    client.register_plugin(_ignoring_ctrl_c())
+    return DaskExecutor(client, cluster, layout.threads, name="local cluster")
+
+
+def _ignoring_ctrl_c():
+    """A worker plugin by which a local cluster's workers ignore SIGINT. A terminal's Ctrl-C reaches every
+    process the command started, and each worker would print its own traceback; this process stops them
+    (``DaskExecutor.close``) and says what was written. Workers started later (after one died) get it too."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class IgnoringCtrlC(WorkerPlugin):
+        name = "nst-ignoring-ctrl-c"
+
+        def setup(self, worker):
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return IgnoringCtrlC()
 
 
 def _cpu_layout(workers, threads, size, model, tasks) -> Layout:

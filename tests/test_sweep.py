@@ -260,6 +260,27 @@ def test_a_cluster_sweep_gives_the_same_pictures(reference, pictures, cluster, t
     same_cells(reference, sweep(tmp_path / "cluster", axes, executor=cluster, **QUIET, **fixed))
 
 
+def test_ctrl_c_stops_a_sweep_on_a_local_cluster_in_one_line(pictures, tmp_path):
+    content, style = pictures
+    folder = tmp_path / "stopped"
+    command = [sys.executable, "-m", "nst_lib", "sweep", "--content", str(content), "--style", str(style), "--seed",
+               "0,1,2,3,4,5", "--size", "32", "--steps", "30", "--weights", "random", "--precision", "float32",
+               "--executor", "local", "--threads", "1", "-o", str(folder)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob("cells/*.json"))) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the command and every worker it started
+    _, stderr = process.communicate(timeout=60)
+    finished = len(list(folder.glob("cells/*.json")))
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.endswith(f"\ninterrupted: {finished} of 6 cells are finished in {folder / 'cells'}, and the same "
+                           "sweep run again reuses them; sweep.json, sweep.csv and contact_sheet.png were not "
+                           "written.\n"), stderr
+    nothing_half_written(folder)
+
+
 def test_a_worker_killed_mid_task_costs_only_a_rerun(reference, pictures, cluster, tmp_path):
     axes, fixed = small_grid(pictures)
     client = cluster.client
