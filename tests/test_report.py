@@ -282,8 +282,9 @@ def test_an_output_that_is_a_file_is_refused_and_kept(tmp_path, tiny):
 
 
 def test_a_report_folder_that_cannot_be_built_is_refused_before_anything_runs(tmp_path, tiny, capsys, monkeypatch):
-    from nst_lib import cli
     from test_files import unwritable_folder
+
+    from nst_lib import cli
 
     def never(*args, **kwargs):
         raise AssertionError("no notebook may run")
@@ -294,11 +295,11 @@ def test_a_report_folder_that_cannot_be_built_is_refused_before_anything_runs(tm
     picture = photo(earlier / "figures" / "garden.png", 0)  # a figure of an earlier report, given as a picture
     locked = unwritable_folder(tmp_path)
     cases = [
-        (tmp_path / ("a" * 250), [], "with '.partial' added, as the folder made beside it is named, its name is 258 "
-                                     "bytes long, and this file system allows 255."),
+        (tmp_path / ("a" * 250), [], ("with '.partial' added, as the folder made beside it is named, its name is "
+                                      "258 bytes long, and this file system allows 255.")),
         (locked / "report", [], f"the folder {locked} takes no new folders"),
-        (earlier, ["--content", str(picture)], f"{picture} is inside the report folder {earlier}, which the build "
-                                               "replaces: copy it elsewhere first, or build elsewhere."),
+        (earlier, ["--content", str(picture)], (f"{picture} is inside the report folder {earlier}, which the "
+                                                "build replaces: copy it elsewhere first, or build elsewhere.")),
         (earlier, ["--album", str(earlier / "figures")], f"{earlier / 'figures'} is inside the report folder"),
     ]
     for output, pictures, message in cases:
