@@ -437,14 +437,15 @@ class PerceptualLoss:
             if self.spec.active_content_layers and self.content_loss is None:
                 raise ValueError("The content term is switched on but no content image was set.")
             losses = {"content": self.content_loss, "style": self.style_loss}
-            parts = {kind: [] for kind, loss in losses.items() if loss is not None}
+            losses = {kind: loss for kind, loss in losses.items() if loss is not None}
+            parts: dict[str, list[torch.Tensor]] = {kind: [] for kind in losses}
 
             def tap(name: str, features: torch.Tensor) -> torch.Tensor:
                 # Each term hands the features on down the network (see _GramTerm).
-                for kind in parts:
-                    if name in losses[kind].weights:
-                        features, value = losses[kind].term(name, features)
-                        parts[kind].append(losses[kind].weights[name] * value)
+                for kind, loss in losses.items():
+                    if name in loss.weights:
+                        features, value = loss.term(name, features)
+                        parts[kind].append(loss.weights[name] * value)
                 return features
 
             self.model(image, self.spec.layers, tap=tap)
