@@ -12,20 +12,17 @@ on its budget, so that image is exactly what a run with that budget returns
 (tests/test_bench_quality.py checks it). Every configuration runs on the first pairs up to
 200 evaluations; the classic recipe and the default also on every pair up to 400.
 
-Yardstick. Every picture is measured the same way, whatever objective made it: Oxford
-VGG-19 in float32, rectified responses (after the ReLU), at layers that no configuration's
-objective reads -- content at relu4_3 and relu4_4 (the layers after conv4_2), style (Gram
-matrices) at relu1_2, relu2_2, relu3_2, relu4_3 and relu5_2 (next to conv1_1 ... conv5_1;
-in block 4 the second layer is the objective's content layer) -- as relative errors (the
-normalization of nst_lib.losses), on the picture as saved (8 bits a channel). The same
-layers before the ReLU give a second yardstick, to check that the conclusions do not hang
-on rectification.
+Yardstick. Every picture is measured the same way, whatever objective made it:
+``nst_lib.yardstick`` (float32 VGG-19, rectified responses at layers that no configuration's
+objective reads, relative errors, on the picture as saved). The same layers before the ReLU
+give a second yardstick, to check that the conclusions do not hang on rectification.
 
 Trade-off. For one configuration, pair and budget, the style weights trace a curve of style
 error against content error. The tables compare style errors at matched content error: the
 classic recipe's content error at the middle style weight, each other curve interpolated
-there (log-log); the ratio to the classic recipe's style error, as a geometric mean over
-the pairs, is the figure of merit (below 1: more stylized at the same content error).
+there (``nst_lib.yardstick.style_at``); the ratio to the classic recipe's style error, as a
+geometric mean over the pairs, is the figure of merit (below 1: more stylized at the same
+content error).
 
 Time. The configurations run again on the first pair, one evaluation each in turn
 (bench/speed.py's ``Turns``), so that all of them meet the same machine; the seconds each
@@ -45,13 +42,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from nst_lib import VGG19, load_image, profiles, save_image, transfer
 from nst_lib.files import atomic_write
-from nst_lib.losses import ContentLoss, LossSpec, StyleLoss
+from nst_lib.losses import LossSpec
 from nst_lib.vgg import describe_device, fast_bfloat16, source_layer
+from nst_lib.yardstick import CONTENT as YARDSTICK_CONTENT
+from nst_lib.yardstick import STYLE as YARDSTICK_STYLE
+from nst_lib.yardstick import Yardstick, style_at
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from speed import Turns  # noqa: E402
@@ -70,9 +69,6 @@ SIZE = 256
 LEVER_PAIRS = 2  # every configuration runs on this many of PAIRS ...
 LEVER_BUDGET = 200  # ... up to this many evaluations
 
-# The yardstick's layers: none of them is read by any configuration's objective (a test checks it).
-YARDSTICK_CONTENT = ("4_3", "4_4")
-YARDSTICK_STYLE = ("1_2", "2_2", "3_2", "4_3", "5_2")
 # Every configuration's objective: Gatys et al.'s layers; Config.rectified says what conv names give.
 CONTENT_LAYERS = ("conv4_2",)
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -141,25 +137,6 @@ def default_config(configs) -> Config:
 
 # --------------------------------------------------------------------------------------
 # The yardstick
-
-
-class Yardstick:
-    """Content and style errors of pictures against one pair, measured by one fixed network."""
-
-    def __init__(self, weights: str, content: torch.Tensor, style: torch.Tensor, rectified: bool):
-        kind = "relu" if rectified else "conv"
-        self.content_layers = [f"{kind}{n}" for n in YARDSTICK_CONTENT]
-        self.style_layers = [f"{kind}{n}" for n in YARDSTICK_STYLE]
-        self.model = VGG19(weights, precision="float32", pre_relu=True)
-        with torch.no_grad():
-            self.content_loss = ContentLoss(self.model(content, self.content_layers))
-            self.style_loss = StyleLoss([self.model(style, self.style_layers)])
-
-    def __call__(self, image: torch.Tensor) -> tuple[float, float]:
-        """(content error, style error) of ``image`` as saved: rounded to 8 bits a channel."""
-        with torch.no_grad():
-            features = self.model(image.mul(255).round().div(255), [*self.content_layers, *self.style_layers])
-            return float(self.content_loss(features)), float(self.style_loss(features))
 
 
 def measure(record: dict, image: torch.Tensor, yardsticks) -> None:
@@ -317,19 +294,6 @@ def curve(records, config: str, pair, budget: int, yardstick: str = "") -> list[
         for r in records
         if r["config"] == config and (r["content"], r["style"]) == tuple(pair) and r["budget"] == budget
     )
-
-
-def style_at(points, content_error: float) -> float | None:
-    """The curve's style error at ``content_error`` (log-log interpolation); None outside it."""
-    points = [(c, s) for c, s in points if c > 0 and s > 0]  # a picture that is its content has no log
-    if not points:
-        return None
-    x = np.log([c for c, _ in points])
-    y = np.log([s for _, s in points])
-    target = math.log(content_error)
-    if not x[0] - 1e-9 <= target <= x[-1] + 1e-9:
-        return None
-    return float(np.exp(np.interp(target, x, y)))
 
 
 def matched(records, config: str, pair, budget: int, middle_weight: float, yardstick: str = ""):

@@ -1,4 +1,4 @@
-"""Figures for the report: labelled image grids and loss curves (matplotlib)."""
+"""Figures for the report: labelled image grids, loss and trade-off curves (matplotlib)."""
 
 from __future__ import annotations
 
@@ -136,6 +136,29 @@ def equivalence_curves(
     axis.set_ylabel("best total loss so far")
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8, title=f"dashed: {level_label}", title_fontsize=8)
+    if title:
+        axis.set_title(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def tradeoff_curves(curves: Mapping[str, Sequence[tuple[float, float, str]]], *, title: str | None = None):
+    """Style error against content error (log-log), one curve per recipe; ``curves[name]`` holds
+    (content error, style error, label) points, one per style weight, each labelled. The lower
+    of two curves is the more stylized at the same content error."""
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for index, (name, points) in enumerate(curves.items()):
+        points = sorted(points)
+        (line,) = axis.plot([c for c, _, _ in points], [s for _, s, _ in points], marker="o", label=name)
+        for content, style, label in points:  # the first curve's labels above its points, the others' below
+            axis.annotate(label, (content, style), textcoords="offset points", xytext=(6, 5 if index == 0 else -11),
+                          fontsize=8, color=line.get_color())
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("content error")
+    axis.set_ylabel("style error")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=8)
     if title:
         axis.set_title(title, fontsize=10)
     figure.tight_layout()

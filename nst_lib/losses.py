@@ -110,10 +110,11 @@ class ContentLoss:
         return list(self.weights)
 
     def __call__(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return sum(
-            w * (_per_image_mean((_at_least_float32(features[name]) - self.targets[name]).pow(2)) / self.scales[name]).mean()
-            for name, w in self.weights.items()
-        )
+        return sum(w * self.term(name, features[name])[1] for name, w in self.weights.items())
+
+    def term(self, name: str, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the same features, the relative error at layer ``name``); see ``_ContentTerm``."""
+        return _ContentTerm.apply(features, self.targets[name], self.scales[name])
 
 
 def _per_image_mean(values: torch.Tensor) -> torch.Tensor:
@@ -122,40 +123,92 @@ def _per_image_mean(values: torch.Tensor) -> torch.Tensor:
     return values.mean(dim=tuple(range(1, values.dim())))
 
 
-class _GramError(torch.autograd.Function):
-    """mean((G - A)^2) / scale with G = F F^T / M, for features F (B, N, H, W) and A (1 or B, N, N).
+# Loss terms as autograd functions that hand their features on.
+#
+# A layer's features feed both a loss term and the next layer, so in a plain autograd graph
+# their gradient arrives in two tensors that autograd then adds: one more pass over the
+# largest tensors of the evaluation. Each function below returns the features it was given,
+# unchanged, with its term; placed in the network's forward pass (``VGG19.forward``'s
+# ``tap``), its backward receives the gradient of the layers above and adds the term's own
+# gradient into it, in place: for the style term, inside the matrix product that computes it.
+# Called on features that feed nothing else, the features output is simply not used and the
+# term's gradient is a tensor of its own.
+
+
+class _ContentTerm(torch.autograd.Function):
+    """(F, P, s) -> (F, mean_b(mean((F_b - P_b)^2) / s_b)) for features F (B, N, H, W),
+    targets P (1 or B, N, H, W) and one scale per target image s (1 or B,)."""
+
+    @staticmethod
+    def forward(ctx, features, target, scale):
+        ctx.set_materialize_grads(False)
+        difference = _at_least_float32(features) - target
+        ctx.save_for_backward(difference, scale)
+        ctx.dtype = features.dtype
+        return features, (_per_image_mean(difference.pow(2)) / scale).mean()
+
+    @staticmethod
+    def backward(ctx, grad_features, grad_output):
+        if grad_output is None:
+            return grad_features, None, None
+        difference, scale = ctx.saved_tensors
+        batch = difference.shape[0]
+        factor = grad_output * 2 / (batch * difference[0].numel() * scale)
+        # In the features' precision: an in-place add of float32 into bfloat16 is ten times slower.
+        own = (difference * factor.expand(batch).view(batch, 1, 1, 1)).to(ctx.dtype)
+        return own if grad_features is None else grad_features.add_(own), None, None
+
+
+class _GramTerm(torch.autograd.Function):
+    """(F, A, s) -> (F, mean((G - A)^2) / s) with G = F F^T / M, for features F (B, N, H, W),
+    a target Gram matrix A (1 or B, N, N) and its scale s.
 
     Autograd would differentiate the Gram matrix with two (N x N) @ (N x M)
-    products; G is symmetric, so dL/dF = 4 (G - A) F / (B N^2 M scale) needs
-    one. The products run on the (B, M, N) view of channels-last features, so
+    products; G is symmetric, so dL/dF = 4 (G - A) F / (B N^2 M s) needs one.
+    The products run on the (B, M, N) view of channels-last features, so
     nothing is copied. This is the costliest part of the style loss.
     """
 
     @staticmethod
     def forward(ctx, features, target, scale):
+        ctx.set_materialize_grads(False)
         positions = _positions_by_channels(features)
         # One torch.mm per image: unlike bmm, it reads the transposed operand in place (no copy).
         products = _per_image(lambda p: torch.mm(p.t(), p), positions)
         difference = _at_least_float32(products) / positions.shape[1] - target
         ctx.save_for_backward(features, difference, scale)
-        return difference.pow(2).mean() / scale
+        return features, difference.pow(2).mean() / scale
 
     @staticmethod
-    def backward(ctx, grad_output):
+    def backward(ctx, grad_features, grad_output):
+        if grad_output is None:
+            return grad_features, None, None
         features, difference, scale = ctx.saved_tensors
         batch, channels, height, width = features.shape
         factor = grad_output * 4 / (batch * channels * channels * height * width * scale)
         weights = (factor * difference).to(features.dtype).expand(batch, -1, -1)
         positions = _positions_by_channels(features)
-        # A tensor of its own, not a view: autograd can then add the next layer's gradient into it in place.
-        grad = torch.empty_like(features)
+        if grad_features is None:
+            grad, accumulate = torch.empty_like(features), False
+        elif _channels_last(grad_features) and _channels_last(features):
+            grad, accumulate = grad_features, True
+        else:
+            return grad_features + _GramTerm.backward(ctx, None, grad_output)[0], None, None
         by_position = grad.permute(0, 2, 3, 1)  # (B, H, W, N), contiguous when channels-last
         for image in range(batch):
             if by_position.is_contiguous():
-                torch.mm(positions[image], weights[image], out=by_position[image].view(height * width, channels))
+                out = by_position[image].view(height * width, channels)
+                if accumulate:
+                    out.addmm_(positions[image], weights[image])
+                else:
+                    torch.mm(positions[image], weights[image], out=out)
             else:
                 by_position[image].copy_(torch.mm(positions[image], weights[image]).view(height, width, channels))
         return grad, None, None
+
+
+def _channels_last(values: torch.Tensor) -> bool:
+    return values.is_contiguous(memory_format=torch.channels_last)
 
 
 def _per_image(function, *batches: torch.Tensor) -> torch.Tensor:
@@ -201,11 +254,11 @@ class StyleLoss:
         return list(self.weights)
 
     def __call__(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return sum(w * self.layer_loss(name, features[name]) for name, w in self.weights.items())
+        return sum(w * self.term(name, features[name])[1] for name, w in self.weights.items())
 
-    def layer_loss(self, name: str, features: torch.Tensor) -> torch.Tensor:
-        """The relative Gram error of ``features`` (B, N, H, W) at one layer (mean over the batch)."""
-        return _GramError.apply(features, self.grams[name], self.scales[name])
+    def term(self, name: str, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the same features, the relative Gram error at layer ``name``, mean over the batch); see ``_GramTerm``."""
+        return _GramTerm.apply(features, self.grams[name], self.scales[name])
 
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
@@ -353,7 +406,8 @@ class PerceptualLoss:
 
     Each value is the unweighted term (weigh them with ``spec.weights()``);
     terms that are switched off are left out. ``model`` is a VGG19 (or
-    anything that maps (image, layers) to {layer: features}).
+    anything that maps (image, layers, tap=) to {layer: features} the way
+    ``VGG19.forward`` does).
     ``set_content`` swaps the content targets (a generator's training crops)
     and keeps the style targets.
     """
@@ -380,13 +434,22 @@ class PerceptualLoss:
     def __call__(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = {}
         if self.spec.layers:
-            features = self.model(image, self.spec.layers)
-            if self.spec.active_content_layers:
-                if self.content_loss is None:
-                    raise ValueError("The content term is switched on but no content image was set.")
-                terms["content"] = self.content_loss(features)
-            if self.style_loss is not None:
-                terms["style"] = self.style_loss(features)
+            if self.spec.active_content_layers and self.content_loss is None:
+                raise ValueError("The content term is switched on but no content image was set.")
+            losses = {"content": self.content_loss, "style": self.style_loss}
+            losses = {kind: loss for kind, loss in losses.items() if loss is not None}
+            parts: dict[str, list[torch.Tensor]] = {kind: [] for kind in losses}
+
+            def tap(name: str, features: torch.Tensor) -> torch.Tensor:
+                # Each term hands the features on down the network (see _GramTerm).
+                for kind, loss in losses.items():
+                    if name in loss.weights:
+                        features, value = loss.term(name, features)
+                        parts[kind].append(loss.weights[name] * value)
+                return features
+
+            self.model(image, self.spec.layers, tap=tap)
+            terms.update({kind: sum(values) for kind, values in parts.items()})
         if self.spec.tv_weight > 0:
             terms["tv"] = total_variation(image)
         return terms

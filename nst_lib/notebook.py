@@ -73,10 +73,12 @@ class Setup:
         return load_image(name_or_path, size or self.profile.size)
 
     def transfer(self, content=None, styles=(), *, label: str = "optimizing", **options) -> Result:
-        """``optimize.transfer`` with this run's model, step budget and progress display."""
+        """``optimize.transfer`` with this run's model (unless ``model=`` says another), step budget
+        and progress display."""
         self.announce(label)
         options.setdefault("steps", self.profile.steps)
-        return transfer(content, styles, model=self.model, progress=self.progress, description=label, **options)
+        options.setdefault("model", self.model)
+        return transfer(content, styles, progress=self.progress, description=label, **options)
 
     def transfer_all(self, jobs: Mapping[Hashable, Mapping]) -> dict:
         """A figure's independent optimizations as one batch: {key: keyword arguments of ``transfer``

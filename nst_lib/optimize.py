@@ -9,8 +9,9 @@ Guards, so that no run returns NaN or garbage:
 - the network always sees pixels clamped to [0, 1]; pixels the optimizer
   pushes outside feel only a penalty that pulls them back, so the returned
   image is exactly what the losses were measured on;
-- L-BFGS uses a strong-Wolfe line search, so a step that would blow the loss
-  up is shortened instead of taken;
+- L-BFGS takes plain steps by default, stable at its default learning rate
+  of 1; above 1, ``line_search=True`` adds a strong-Wolfe line search, which
+  shortens a step that would blow the loss up instead of taking it;
 - a non-finite loss or gradient rolls the image back to the best one seen,
   halves the learning rate, restarts the optimizer and says so in
   ``Result.events``;
@@ -129,7 +130,10 @@ def optimize_image(
     image, losses)`` runs every ``callback_every`` evaluations and at the end,
     with the current image clamped to [0, 1]. ``should_stop`` (a callable or an
     Event) is checked before each evaluation. ``line_search`` and ``history_size``
-    (how many past steps L-BFGS remembers) concern L-BFGS only.
+    (how many past steps L-BFGS remembers) concern L-BFGS only. By default
+    L-BFGS takes plain steps, which held steady at learning rate 1; at 3 and
+    above they blew up in ``bench/stability.py``, and ``line_search=True``
+    (strong Wolfe) kept them in check.
     """
     steps = check_steps(steps)
     history_size = check_steps(history_size, "history_size")
@@ -333,7 +337,9 @@ def transfer(
     ``preserve_colors``: luminance-only transfer (Gatys et al. 2016): style
     the content's luminance, keep the content's colours.
     Remaining keyword arguments go to ``optimize_image`` (optimizer, lr,
-    callback, ...). The model defaults to the Oxford VGG-19 with max pooling.
+    line_search, callback, ...): by default plain L-BFGS steps at learning
+    rate 1; above 1, pass ``line_search=True``. The model defaults to the
+    Oxford VGG-19 with max pooling.
     """
     styles = check_styles(styles)
     content = None if content is None else check_image(content, "content")

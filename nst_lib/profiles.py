@@ -3,7 +3,7 @@
 The defaults follow Gatys et al. (2016) and the report being reproduced:
 content at conv4_2, style at conv1_1 ... conv5_1 with equal layer weights,
 each layer read after its ReLU (as in their Caffe network), L-BFGS with
-learning rate 1.
+learning rate 1 and no line search.
 
 A profile fixes image size and step counts for a whole report:
 ``quick`` for tests and CI, ``standard`` for a laptop CPU, ``full`` for a GPU.
@@ -22,7 +22,9 @@ OPTIMIZER = "lbfgs"
 LEARNING_RATES = {"lbfgs": 1.0, "adam": 0.02}
 HISTORY_SIZE = 100  # L-BFGS: past steps kept
 STEPS = 300
-LINE_SEARCH = True  # L-BFGS: strong-Wolfe line search
+# L-BFGS without a line search: 1.00x and 0.99x the classic recipe's style error at 100 and 200 evaluations
+# (1.02x with the strong-Wolfe one), and stable at learning rate 1; above 1, turn it on (README, Stability).
+LINE_SEARCH = False
 SIZE = 256
 WEIGHTS = "oxford"
 POOLING = "max"

@@ -176,10 +176,14 @@ class VGG19(nn.Module):
         """Where the model's weights are (move it with ``.to(device)``)."""
         return self.input_shift.device
 
-    def forward(self, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, layers, tap=None) -> dict[str, torch.Tensor]:
         """Features of ``image`` (B, 3, H, W; RGB in [0, 1]) at ``layers``, by name.
 
         The features are float32, or bfloat16 where the model runs in bfloat16.
+        ``tap(name, features) -> features``, if given, is called on each layer
+        asked for as the forward pass reaches it, and what it returns goes on
+        down the network (the losses' terms hand their features on this way,
+        to add their gradients into the network's own; see ``losses``).
         """
         wanted: dict[str, list[str]] = {}  # layer computed -> the names asked for it
         for name in check_layers(layers):
@@ -198,7 +202,7 @@ class VGG19(nn.Module):
             else:
                 x = module(x)
             for asked in wanted.get(name, ()):
-                features[asked] = x
+                features[asked] = x = x if tap is None else tap(asked, x)
         return features
 
     def source(self, name: str) -> str:

@@ -21,11 +21,12 @@ def test_help_explains_every_option_with_its_default():
     text = " ".join(run("transfer", "--help").stdout.split())
     for option in ("--content", "--style", "--blend", "--output", "--size", "--steps", "--weights", "--init",
                    "--optimizer", "--content-layers", "--style-layers", "--seed", "--device", "--preserve-colors",
-                   "--save-every", "--scales", "--tv-weight"):
+                   "--save-every", "--scales", "--tv-weight", "--line-search", "--no-line-search"):
         assert option in text
     assert "(default: 300)" in text and "(default: oxford)" in text
     assert "(default: 0.0)" in text and "(default: 0)" in text  # zero defaults are shown too
     assert "(default: conv1_1,conv2_1,conv3_1,conv4_1,conv5_1)" in text  # lists as one would type them
+    assert "--line-search, --no-line-search L-BFGS only:" in text and "less stylized at 1 (default: off)" in text
     for option in ("--init-image", "--print-every", "--precision", "--style-layer-weights", "--pre-relu"):
         assert option in text
 
@@ -99,6 +100,8 @@ def test_a_tiny_transfer_writes_the_picture_and_its_intermediates(tmp_path, imag
         (["--content", "{picture}", "--style", "{picture}", "--style-size", "0"], "--style-size=0 is out of range"),
         (["--content", "{picture}", "--optimizer", "adam", "--lr", "1e300"],
          "--lr must be a positive number up to 1000"),
+        (["--content", "{picture}", "--optimizer", "adam", "--line-search"],
+         "--line-search is for L-BFGS only, not adam: drop it or use --optimizer lbfgs."),
         (["--content", "{picture}", "--weights", "{tmp}/list.pth"], "holds a list, not a torchvision VGG-19 state"),
         (["--content", "https://example.com/a/photo.png"], "https://example.com/a/photo.png is a URL"),
         (["--content", "{tmp}/huge.png"], "huge.png has more than 89 megapixels, more than this package opens"),
@@ -151,6 +154,24 @@ def test_an_interrupted_run_writes_nothing(tmp_path, monkeypatch, capsys, image_
     assert not output.exists()
 
 
+@pytest.mark.parametrize("flags, line_search", [([], False), (["--line-search"], True), (["--no-line-search"], False)])
+def test_lbfgs_runs_without_a_line_search_unless_asked(tmp_path, monkeypatch, capsys, image_file, flags, line_search):
+    from nst_lib.optimize import Result
+
+    asked = {}
+
+    def recorded(*args, **kwargs):
+        asked.update(kwargs)
+        return Result(torch.rand(1, 3, 24, 32), {"total": [2.0, 1.0]}, [0.1, 0.2], evaluations=2, seconds=0.2)
+
+    monkeypatch.setattr("nst_lib.optimize.transfer", recorded)
+    output = tmp_path / "out.png"
+    code = cli.main(["transfer", "--content", str(image_file()), "-o", str(output), "--weights", "random", *flags])
+    assert code == 0, capsys.readouterr().err
+    assert asked["optimizer"] == "lbfgs" and asked["line_search"] is line_search
+    assert load_image(output).shape == (1, 3, 24, 32)
+
+
 def test_an_output_that_is_a_named_images_file_is_refused(tmp_path, image_file):
     from nst_lib.assets import resolve
 
@@ -196,7 +217,7 @@ def test_the_help_states_the_limits_that_are_enforced(capsys):
     transfer_help = " ".join(run("transfer", "--help").stdout.split())
     assert f"longest side in pixels ({limits})" in transfer_help
     assert f"longest side of the style images ({limits};" in transfer_help
-    assert f"learning rate, up to {MAX_LEARNING_RATE:g}" in transfer_help
+    assert f"learning rate, up to {MAX_LEARNING_RATE:g}; above 1, L-BFGS wants --line-search" in transfer_help
     training_help = " ".join(run("train-generator", "--help").stdout.split())
     assert f"to {MAX_SIZE})" in training_help and f"(px; {limits})" in training_help
     assert f"(up to {MAX_LEARNING_RATE:g})" in training_help

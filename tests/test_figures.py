@@ -33,3 +33,14 @@ def test_the_title_clears_the_captions_of_tiles_taller_than_the_first():
     captions = [axis.title.get_window_extent(renderer) for axis in figure.axes]
     plt.close(figure)
     assert all(title.y0 >= caption.y1 - 2 for caption in captions)  # text boxes may touch, not overlap
+
+
+def test_tradeoff_curves_draw_one_labelled_line_per_recipe_on_log_axes():
+    from nst_lib.figures import tradeoff_curves
+
+    figure = tradeoff_curves({"a": [(0.9, 0.08, "1e4"), (0.2, 0.25, "1e3")], "b": [(0.95, 0.09, "1e4")]}, title="t")
+    axis = figure.axes[0]
+    assert [line.get_label() for line in axis.get_lines()] == ["a", "b"]
+    assert list(axis.get_lines()[0].get_xdata()) == [0.2, 0.9]  # in order of content error
+    assert axis.get_xscale() == axis.get_yscale() == "log"
+    assert sorted(text.get_text() for text in axis.texts) == ["1e3", "1e4", "1e4"]

@@ -185,3 +185,43 @@ def test_evaluate_takes_images_by_the_library_rule(random_vgg):
         loss.evaluate(random_vgg, picture, torch.rand(1, 4, 48, 64), stripes())
     with pytest.raises(ValueError, match="styles\\[0\\] holds NaN or infinite values"):
         loss.evaluate(random_vgg, picture, blobs(), stripes() / 0)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("term", ["content", "style"])
+def test_a_term_handing_its_features_on_adds_its_gradient_to_the_one_from_above(memory_format, term):
+    """Placed inside the network, a term's backward receives the gradient of the layers above
+    and adds its own into it: the sum must be the one autograd would form."""
+    target = torch.rand(1, 4, 3, 5, dtype=torch.float64)
+    loss = ContentLoss({"conv1_1": target}) if term == "content" else StyleLoss([{"conv1_1": target}])
+    above = torch.rand(2, 4, 3, 5, dtype=torch.float64).contiguous(memory_format=memory_format)
+    image = torch.rand(2, 4, 3, 5, dtype=torch.float64).contiguous(memory_format=memory_format).requires_grad_(True)
+
+    def both(f):
+        passed_on, value = loss.term("conv1_1", f)
+        return (passed_on * above).sum() + 3 * value
+
+    assert torch.autograd.gradcheck(both, (image,))
+    passed_on, _ = loss.term("conv1_1", image)
+    assert torch.equal(passed_on, image)
+
+
+def test_the_objective_through_the_network_has_the_gradient_of_the_plain_formulas(random_vgg):
+    """PerceptualLoss evaluates its terms inside VGG19's forward pass (the tap); the gradient on
+    the image must equal plain autograd through the formulas of this module's docstring,
+    with a layer that feeds the content and the style term and the network above it."""
+    spec = LossSpec(content_layers=("conv2_1",), style_layers=("conv1_1", "conv2_1", "conv3_1"), tv_weight=0)
+    content, style = blobs(32, 40), stripes(32, 40)
+    image = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
+    weights = spec.weights()
+    sum(weights[k] * v for k, v in spec.objective(random_vgg, content, [style])(image).items()).backward()
+    tapped, image.grad = image.grad, None
+
+    with torch.no_grad():
+        p = random_vgg(content, ["conv2_1"])["conv2_1"]
+        targets = {name: gram(f) for name, f in random_vgg(style, spec.style_layers).items()}
+    f = random_vgg(image, spec.layers)
+    content_term = (f["conv2_1"] - p).pow(2).mean() / p.pow(2).mean()
+    style_term = sum((gram(f[n]) - a).pow(2).mean() / a.pow(2).mean() for n, a in targets.items()) / 3
+    (weights["content"] * content_term + weights["style"] * style_term).backward()
+    assert torch.allclose(tapped, image.grad, rtol=1e-4, atol=1e-7 * float(image.grad.abs().max()))

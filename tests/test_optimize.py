@@ -54,8 +54,8 @@ def test_content_init_at_a_huge_style_weight_stays_finite(oxford):
     assert result.loss_fell
 
 
-def test_adam_and_multiscale_and_plain_lbfgs_also_lower_the_loss(random_vgg):
-    for options in ({"optimizer": "adam", "lr": 0.05}, {"scales": 2}, {"line_search": False}):
+def test_adam_and_multiscale_and_lbfgs_with_a_line_search_also_lower_the_loss(random_vgg):
+    for options in ({"optimizer": "adam", "lr": 0.05}, {"scales": 2}, {"line_search": True}):
         result = transfer(blobs(64, 64), stripes(64, 64), model=random_vgg, steps=12, **SMALL, **options)
         assert result.loss_fell, options
         assert result.image.shape == (1, 3, 64, 64)

@@ -37,7 +37,16 @@ def register(commands) -> None:
     run.add_argument("--init-image", metavar="PATH", help="start from this picture instead (a file or a named image)")
     run.add_argument("--optimizer", choices=OPTIMIZERS, default=profiles.OPTIMIZER, help="optimizer")
     run.add_argument(
-        "--lr", type=float, help=f"learning rate, up to {MAX_LEARNING_RATE:g} (default: 1 for L-BFGS, 0.02 for Adam)"
+        "--lr",
+        type=float,
+        help=f"learning rate, up to {MAX_LEARNING_RATE:g}; above 1, L-BFGS wants --line-search (README, Stability) "
+        "(default: 1 for L-BFGS, 0.02 for Adam)",
+    )
+    run.add_argument(
+        "--line-search",
+        action=argparse.BooleanOptionalAction,
+        help="L-BFGS only: a strong-Wolfe line search, which shortens the steps that would blow the loss up; wanted "
+        f"above --lr 1, a little less stylized at 1 (default: {'on' if profiles.LINE_SEARCH else 'off'})",
     )
     options.add_loss_options(run)
     run.add_argument("--seed", type=int, default=profiles.SEED, help="seed of the noise init")
@@ -67,6 +76,9 @@ def _transfer(args: argparse.Namespace) -> None:
     optimize.check_steps(args.steps, "--steps")
     if args.lr is not None:
         optimize.check_learning_rate(args.lr, "--lr")
+    if args.line_search and args.optimizer != "lbfgs":
+        raise ValueError(f"--line-search is for L-BFGS only, not {args.optimizer}: drop it or use --optimizer lbfgs.")
+    line_search = profiles.LINE_SEARCH if args.line_search is None else args.line_search
     inputs = [args.content, *styles, args.init_image]
     options.check_output(args.output, inputs=inputs)
     for name in ("save_every", "print_every"):
@@ -94,6 +106,7 @@ def _transfer(args: argparse.Namespace) -> None:
         steps=args.steps,
         optimizer=args.optimizer,
         lr=args.lr,
+        line_search=line_search,
         callback=_on_evaluation(args, saved) if args.save_every or args.print_every else None,
         callback_every=1,
     )
