@@ -1,5 +1,6 @@
 """Shared fixtures: small synthetic images and one Oxford VGG-19 for the session."""
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,10 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 
 def pytest_configure(config):
     torch.manual_seed(0)
+    # A shell that starts the suite in the background (`make test &`, nohup) ignores SIGINT, and every
+    # process started from here would inherit that; a handler, unlike "ignore", is reset in a new program,
+    # so the commands that the Ctrl-C tests interrupt see SIGINT as a terminal sends it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
