@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..images import MAX_SIZE, MIN_SIZE
-from ..profiles import PROFILES
+from ..profiles import DEFAULT_PROFILE, PROFILES
 from . import options
 
 
@@ -20,7 +20,7 @@ def register(commands) -> None:
         "Unchanged sections are reused; the previous report stays until the new one is complete.",
         formatter_class=options.HelpFormatter,
     )
-    parser.add_argument("--profile", choices=list(PROFILES), default="standard", help="sizes and steps")
+    parser.add_argument("--profile", choices=list(PROFILES), default=DEFAULT_PROFILE, help="sizes and steps")
     parser.add_argument("--size", type=int, help=f"override the profile's image size (px, {MIN_SIZE}-{MAX_SIZE})")
     parser.add_argument("--steps", type=int, help="override the profile's evaluations per optimization")
     options.add_weights_option(parser)
