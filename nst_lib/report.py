@@ -134,7 +134,7 @@ def build(
     """Build the report into ``output`` (replaced only on success); return index.html's path.
 
     ``executor``, ``scheduler`` and ``threads`` say where the notebooks' batches of optimizations run
-    (``nst_lib.executor.executor_from``): a local cluster is started once for the whole build.
+    (``cluster.executor_from``): a local cluster is started once for the whole build.
 
     ``photos``, ``paintings`` (files or named images) and ``album`` (a folder of photographs) add
     the section "Your pictures" (``PICTURES``); without any of them it is left out.

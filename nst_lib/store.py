@@ -53,12 +53,15 @@ class Store:
     """The results kept in ``folder`` (made when the first one is kept).
 
     ``log``: where ``found`` says which kept results it could not trust (one line per batch), calling
-    each a ``noun`` ("kept result", "finished cell").
+    each a ``noun`` ("kept result", "finished cell"). ``remember``: keep every result read or kept in
+    memory, so that the same key gives the same object (a notebook's figures); False for a sweep, whose
+    cells can be many: its results' images are checked on disk and then let go (``image`` is None).
     """
 
-    def __init__(self, folder: str | os.PathLike, log: Callable[[str], None] = print, noun: str = "kept result"):
+    def __init__(self, folder: str | os.PathLike, log: Callable[[str], None] = print, noun: str = "kept result",
+                 remember: bool = True):
         self.folder = Path(folder)
-        self.log, self.noun = log, noun
+        self.log, self.noun, self.remember = log, noun, remember
         self._read: dict[str, Result] = {}  # what this process kept or read: the same object every time
         self._code: str | None = None
 
@@ -76,11 +79,16 @@ class Store:
 
     def get(self, key: str) -> Result | None:
         """The finished result of ``key``, or None; one that cannot be trusted raises ``Untrusted``."""
-        if key not in self._read:
-            if not self.path(key, ".json").exists():
-                return None
-            self._read[key] = _read(self.folder, key)
-        return self._read[key]
+        if key in self._read:
+            return self._read[key]
+        if not self.path(key, ".json").exists():
+            return None
+        result = _read(self.folder, key)
+        if self.remember:
+            self._read[key] = result
+        else:
+            result.image = None
+        return result
 
     def put(self, key: str, result: Result, note: Mapping | None = None) -> None:
         """Keep ``result`` under ``key``: both pictures, then the record. A run stopped before its budget
@@ -103,7 +111,8 @@ class Store:
         record["digest"] = keys.digest(record)
         with atomic_write(self.path(key, ".json"), "w") as handle:
             json.dump(record, handle, indent=1)
-        self._read[key] = result
+        if self.remember:
+            self._read[key] = result
 
     def note(self, key: str) -> dict:
         """The note kept with the finished result of ``key`` (``get`` it first)."""

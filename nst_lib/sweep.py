@@ -2,7 +2,7 @@
 
 ``sweep(output, {"style_weight": [1, 1e2, 1e4], "seed": [0, 1]}, content="tubingen",
 style="starry_night", size=128)`` runs every combination of the axes' values
-(the other settings fixed) as one batch on an executor (``nst_lib.executor``)
+(the other settings fixed) as one batch on an executor (``jobs.InProcess`` or ``cluster.DaskExecutor``)
 and writes, each file atomically:
 
 - ``cells/<key>.png``, ``cells/<key>.npy`` and ``cells/<key>.json`` as each
@@ -267,7 +267,7 @@ def sweep(
     check_place(folder, work.cells)
     if repeated:
         log(f"sweep: {' and '.join(repeated)} gave a value more than once: each value is one cell")
-    store = Store(folder / CELLS, log=lambda line: log(f"sweep: {line}"), noun="finished cell")
+    store = Store(folder / CELLS, log=lambda line: log(f"sweep: {line}"), noun="finished cell", remember=False)
     keys: list[str] = []
     written: list[str] = []
     try:

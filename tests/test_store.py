@@ -153,3 +153,12 @@ def test_carrying_brings_the_results_of_this_code_and_leaves_the_source(result, 
     assert torch.equal(Store(target).get(key).image, result.image)
     assert {path.name: path.read_bytes() for path in source.iterdir()} == before
     assert Store(target).carry(source) == 0  # already there
+
+
+def test_a_store_that_does_not_remember_checks_the_pictures_and_lets_them_go(result, tmp_path):
+    kept(tmp_path, result)
+    store = Store(tmp_path, remember=False)
+    (found,) = store.found(["0123456789abcdef"]).values()
+    assert found.image is None and found.history == result.history  # a sweep of many cells holds no pixels
+    damage(tmp_path, "0123456789abcdef", "other pixels")
+    assert store.found(["0123456789abcdef"]) == {}

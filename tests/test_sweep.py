@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import blobs, stripes
+from conftest import blobs, stripes, vgg_weights
 from nst_lib import cli, files
 from nst_lib import cluster as clusters
 from nst_lib.images import load_image, save_image
@@ -401,25 +400,6 @@ def test_pre_relu_reaches_the_cells(pictures, tmp_path, capsys, monkeypatch):
     assert status == 0 and "already done" not in said, said
     assert {cell["key"] for cell in again}.isdisjoint(cell["key"] for cell in first)
     assert [c["losses"] for c in again] != [c["losses"] for c in first]  # another network reading: other pictures
-
-
-def vgg_weights(path, seed):
-    """A torchvision-layout VGG-19 state_dict of random float16 weights (``features.N.weight`` ...)."""
-    from nst_lib.vgg import BLOCKS, CONV_CHANNELS
-
-    generator = torch.Generator().manual_seed(seed)
-    state, index = {}, 0
-    for block, (_, count) in enumerate(BLOCKS, start=1):
-        for conv in range(1, count + 1):
-            out_channels, in_channels = CONV_CHANNELS[f"conv{block}_{conv}"]
-            std = (2.0 / (9 * in_channels)) ** 0.5
-            weight = torch.randn(out_channels, in_channels, 3, 3, generator=generator) * std
-            state[f"features.{index}.weight"], state[f"features.{index}.bias"] = weight.half(), torch.zeros(
-                out_channels, dtype=torch.half)
-            index += 2
-        index += 1
-    torch.save(state, path)
-    return path
 
 
 def test_a_weights_file_replaced_under_the_same_name_gives_new_cells(pictures, tmp_path, capsys, monkeypatch):
