@@ -105,9 +105,9 @@ class Setup:
         (``label`` included)} -> {key: Result}, in the order of ``jobs``, whichever executor ran them.
         Those kept in the store are read back; the others run as one batch on the executor."""
         batch = []
-        for job in jobs.values():
+        for key, job in jobs.items():
             options = dict(job)
-            label = options.pop("label", "optimizing")
+            label = options.pop("label", str(key))
             options.setdefault("steps", self.profile.steps)
             batch.append(Job(options, label))
         threads = self.executor.job_threads

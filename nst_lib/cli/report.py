@@ -17,7 +17,8 @@ def register(commands) -> None:
         help="run the notebooks with papermill and build the HTML report",
         description="Run the numbered notebooks with papermill and render report/<profile>/index.html "
         "(in the current folder unless --output says otherwise). "
-        "Unchanged sections are reused; the previous report stays until the new one is complete.",
+        "Unchanged sections are reused, and an optimization that this build or an earlier one finished (kept in "
+        "<report>/results) is read back, not run again; the previous report stays until the new one is complete.",
         formatter_class=options.HelpFormatter,
     )
     parser.add_argument("--profile", choices=list(PROFILES), default=DEFAULT_PROFILE, help="sizes and steps")
