@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PROFILE ?= standard
-DEVICE ?= auto
+# PROFILE (quick, standard, full) and DEVICE (cpu, cuda, ...): empty means the defaults of nst_lib/profiles.py.
+PROFILE ?=
+DEVICE ?=
 OUT ?=
 # Your own pictures for the report's section "Your pictures": comma-separated files or named images, and a folder.
 CONTENT ?=
@@ -35,7 +36,8 @@ browser:
 	  else echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium'."; exit 1; fi; }
 
 report: setup
-	$(BIN)/python -m nst_lib report --profile $(PROFILE) --device $(DEVICE) $(if $(OUT),--output "$(OUT)") \
+	$(BIN)/python -m nst_lib report $(if $(PROFILE),--profile $(PROFILE)) $(if $(DEVICE),--device $(DEVICE)) \
+	  $(if $(OUT),--output "$(OUT)") \
 	  $(if $(CONTENT),--content "$(CONTENT)") $(if $(STYLE),--style "$(STYLE)") $(if $(ALBUM),--album "$(ALBUM)")
 
 test: setup browser

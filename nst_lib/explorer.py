@@ -35,20 +35,20 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from . import assets, profiles
-from .files import atomic_write
+from .files import USER_ERRORS, atomic_write
 from .images import decode_image, open_image, pil_to_tensor, resize, save_image, tensor_to_pil
 from .losses import LossSpec
 from .optimize import INITS, OPTIMIZERS, Result, transfer
 from .vgg import CONV_LAYERS, VGG19, pick_device
 
 # The first Run: the photograph taking on the painting's style, from the photograph itself at style
-# weight 1e4 (the report's setting for that start), 60 evaluations at 256 px. On 2 CPU cores in bfloat16
-# an evaluation at 256 px takes about 0.2 s (README, "Speed"): a picture worth keeping in about 15 s,
-# with a new preview every 5 evaluations. tests/test_explorer_browser.py measures it.
-SIZE = 256
-STEPS = 60
-INIT = "content"
-STYLE_WEIGHT = 1e4
+# weight 1e4 (the report's setting for that start), 60 evaluations at 256 px: a picture worth keeping in
+# seconds on a laptop's CPU (bench/speed.py measures an evaluation), with a new preview every 5 evaluations.
+# tests/test_explorer_browser.py measures the first Run.
+SIZE = profiles.SIZE
+STEPS = profiles.EXPLORER_STEPS
+INIT = profiles.EXPLORER_INIT
+STYLE_WEIGHT = profiles.STYLE_WEIGHT
 PREVIEW_EVERY = 5
 # Drawing the loss curve costs about half an evaluation at 128 px; at most once a second keeps it cheap.
 LOSS_PLOT_EVERY_S = 1.0
@@ -57,8 +57,6 @@ STRIP_WIDTH = 192
 NO_SECOND_STYLE = "(none)"
 UPLOADED = "uploaded: "
 OPTIMIZER_LABELS = {"lbfgs": "L-BFGS", "adam": "Adam"}
-# ValueError covers ImageError, AssetError and transfer's own checks; OSError covers folders.
-USER_ERRORS = (ValueError, OSError)
 
 
 def _control() -> dict:

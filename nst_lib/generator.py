@@ -11,7 +11,8 @@ residual blocks, two nearest-neighbour upsamplings each followed by a
 convolution (no transposed convolutions, so no checkerboard), a 9x9
 convolution out and a sigmoid into [0, 1]; instance normalization throughout.
 It is fully convolutional: trained on small crops, it runs on any size.
-Training and checkpoints are in ``training``.
+``Recipe`` says how large a network is and how it is trained; the training
+loop is in ``training``, the files it writes in ``checkpoints``.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import profiles
-from .images import MIN_SIZE, check_image
-from .vgg import fast_bfloat16
+from .images import MAX_SIZE, MIN_SIZE, check_image
+from .losses import LossSpec
+from .optimize import check_learning_rate, check_steps
+from .vgg import fast_bfloat16, min_image_side
 
 # The network downsamples twice by 2: sides are padded to a multiple of this.
 STRIDE = 4
@@ -159,3 +163,93 @@ def evaluations_to_reach(totals: Sequence[float], level: float) -> int | None:
         if best <= level:
             return count
     return None
+
+
+# --------------------------------------------------------------------------------------
+# The recipe: the network's size, and how it is trained (the loop is in ``training``).
+
+_FULL = profiles.PROFILES["full"]
+SCHEDULES = ("cosine", "constant")
+FINAL_LR_FRACTION = 0.01
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a generator is trained (the loss apart): the network's size, Adam and the crops.
+
+    ``steps`` counts Adam steps, each over ``batch`` square crops of
+    ``crop_size`` px; ``seed`` fixes the network's first weights, the crops and
+    the noise. Defaults are the ``full`` profile's, after Johnson et al.
+    """
+
+    steps: int = _FULL.generator_steps
+    batch: int = _FULL.generator_batch
+    crop_size: int = _FULL.generator_size
+    lr: float = profiles.GENERATOR_LR
+    seed: int = profiles.SEED
+    channels: int = profiles.GENERATOR_CHANNELS
+    residual_blocks: int = profiles.RESIDUAL_BLOCKS
+    scales: tuple[float, float] = profiles.GENERATOR_SCALES
+    schedule: str = profiles.GENERATOR_SCHEDULE
+
+    def __post_init__(self):
+        check_steps(self.steps, "steps")
+        check_batch(self.batch)
+        check_channels(self.channels)
+        blocks = self.residual_blocks
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+            raise ValueError(f"residual_blocks must be a whole number of at least 0, got {blocks!r}.")
+        object.__setattr__(self, "lr", check_learning_rate(self.lr))
+        object.__setattr__(self, "scales", _checked_scales(self.scales))
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown learning-rate schedule {self.schedule!r}: choose {' or '.join(SCHEDULES)}.")
+
+    def network(self) -> Generator:
+        """A generator of this recipe's shape (its first weights from torch's global random state)."""
+        return Generator(self.channels, self.residual_blocks)
+
+    def lr_at(self, step: int) -> float:
+        """Adam's learning rate for step ``step`` (0-based): ``lr`` throughout, or from ``lr`` down
+        along half a cosine to ``lr / 100`` at the last step."""
+        if self.schedule == "constant":
+            return self.lr
+        progress = step / max(self.steps - 1, 1)
+        floor = self.lr * FINAL_LR_FRACTION
+        return floor + (self.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0))) / 2
+
+    def check_crops(self, loss: LossSpec) -> None:
+        """Raise a ValueError when the crops are too small for the loss's deepest layer."""
+        smallest = max(min_image_side(loss.layers), MIN_SIZE)
+        size = self.crop_size
+        if isinstance(size, bool) or not isinstance(size, int) or not smallest <= size <= MAX_SIZE:
+            raise ValueError(
+                f"crop_size must be a whole number from {smallest} px (for these layers) to {MAX_SIZE} px, "
+                f"got {size!r}."
+            )
+
+
+def _checked_scales(scales) -> tuple[float, float]:
+    """(smallest, largest) scale of the crops: numbers with 0 < smallest <= largest <= 1."""
+    try:
+        low, high = (float(value) for value in scales)
+    except (TypeError, ValueError):
+        raise ValueError(f"scales must be two numbers (smallest, largest), got {scales!r}.") from None
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"scales must satisfy 0 < smallest <= largest <= 1, got ({low:g}, {high:g}).")
+    return low, high
+
+
+def check_batch(batch, name: str = "batch") -> int:
+    """Crops per training step: a whole number of at least 1, or a ValueError that names it."""
+    return _whole(batch, name)
+
+
+def check_channels(channels, name: str = "channels") -> int:
+    """The width of the network's first layer: a whole number of at least 1, or a ValueError that names it."""
+    return _whole(channels, name)
+
+
+def _whole(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}.")
+    return value

@@ -155,7 +155,7 @@ def optimize_image(
 
 def _learning_rate(optimizer: str, lr) -> float:
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {optimizer!r}: choose 'lbfgs' or 'adam'.")
+        raise ValueError(f"Unknown optimizer {optimizer!r}: choose {' or '.join(map(repr, OPTIMIZERS))}.")
     return check_learning_rate(profiles.LEARNING_RATES[optimizer] if lr is None else lr)
 
 
@@ -385,7 +385,7 @@ def check_styles(styles) -> list[torch.Tensor]:
 
 def _check_start(init, content, scales) -> None:
     if isinstance(init, str) and init not in INITS:
-        raise ValueError(f"Unknown init {init!r}: choose 'noise', 'content' or pass an image tensor.")
+        raise ValueError(f"Unknown init {init!r}: choose {', '.join(map(repr, INITS))} or pass an image tensor.")
     if isinstance(init, str) and init == "content" and content is None:
         raise ValueError("init='content' needs a content image.")
     if isinstance(scales, bool) or not isinstance(scales, int) or not 1 <= scales <= MAX_SCALES:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from PIL import Image, features
 
-from .notebook import FIGURE_METADATA, SETUP_FILE
+from .profiles import FIGURE_METADATA, FIGURES, SETUP_FILE
 
 # The width, in CSS pixels, at which figures are shown: the page's text column.
 DISPLAY_WIDTH = 1040
@@ -214,17 +214,17 @@ class _Figures:
         """A numbered, captioned figure at display size that links to its full-size PNG."""
         self.count += 1
         info = output.get("metadata", {}).get(FIGURE_METADATA)
-        if info and (self.folder / "figures" / info["file"]).is_file():
-            path = self.folder / "figures" / info["file"]
+        if info and (self.folder / FIGURES / info["file"]).is_file():
+            path = self.folder / FIGURES / info["file"]
             title, caption = info.get("title") or "", info.get("caption") or ""
         else:  # a PNG shown some other way: keep it as a file, so that it too has a full-size link
-            path = self.folder / "figures" / f"output-{self.count}.png"
+            path = self.folder / FIGURES / f"output-{self.count}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(base64.b64decode(output["data"]["image/png"]))
             title, caption = "", f"A figure in “{self.heading}”"
         label = f"Figure {self.number}.{self.count}"
         alt = ". ".join(t.strip().rstrip(".") for t in (title, caption) if t.strip()) + "."
-        return figure_html(path, f"{self.stem}/figures/{path.name}", label, caption or title, alt)
+        return figure_html(path, f"{self.stem}/{FIGURES}/{path.name}", label, caption or title, alt)
 
 
 def _as_html(output, markup: str):
@@ -374,7 +374,7 @@ def _setup_of(folder: Path) -> dict:
     import json
 
     try:
-        return json.loads((folder / "figures" / SETUP_FILE).read_text())
+        return json.loads((folder / FIGURES / SETUP_FILE).read_text())
     except (OSError, ValueError):
         return {}
 

@@ -8,7 +8,11 @@
    folder ``<build>/<notebook>/``, which receives the executed copy and its
    figures: the sources are only read;
 2. a section whose notebook, parameters and library code are unchanged since
-   the last build (finished or interrupted) is reused, not run again;
+   the last build (finished or interrupted) is reused, not run again; a section
+   that runs keeps each optimization in ``<build>/results/`` (a
+   ``store.Store``, shared by every section and carried from one build to the
+   next), so that an optimization two figures or two sections need runs once,
+   and one that an earlier build (or an interrupted one) finished is read back;
 3. ``index.html`` is written (``page.render``): one self-contained page with
    the sections in order, rendered by nbconvert, and the profile, precision,
    device, commit and times in its header;
@@ -18,7 +22,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -28,11 +31,15 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from . import profiles
-from .executor import code_fingerprint, served  # a section is stale when the code it calls changed
-from .files import WriteError, atomic_write, check_folder
+from . import keys, profiles
+from .cluster import served
+from .files import Interrupted, WriteError, atomic_write, check_folder
+from .images import image_files_in
+from .notebook import PROGRESS_VARIABLE, RESULTS_VARIABLE
 from .page import render
-from .profiles import PROFILES, get_profile
+from .profiles import get_profile
+from .store import Store
+from .vgg import WeightsError, weights_file
 
 SECTION_FILE = "section.json"
 # Beside the report folder, the build makes <name>.partial and, while swapping, <name>.old.
@@ -43,10 +50,6 @@ PICTURES = "05_your_pictures"
 
 class BuildError(RuntimeError):
     """A notebook failed; the message names it, the cell and the error."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """The build was stopped (Ctrl-C, SIGTERM); the message says what was kept and what was not."""
 
 
 def notebook_folder() -> Path:
@@ -65,25 +68,27 @@ def notebooks(folder: Path | None = None) -> list[Path]:
 
 
 def section_key(notebook: Path, parameters: dict, code: str) -> str:
-    """What a section depends on: the notebook, its parameters, the library code, and the contents of
-    any file or folder a parameter names by absolute path (a photograph changed under the same name)."""
-    digest = hashlib.sha256(notebook.read_bytes())
-    digest.update(json.dumps(parameters, sort_keys=True).encode())
-    digest.update(code.encode())
-    for value in parameters.values():
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, str) and os.path.isabs(item):
-                digest.update(_contents_digest(Path(item)).encode())
-    return digest.hexdigest()[:16]
+    """What a section depends on (``keys.section_key``): the notebook, its parameters, the library code, and
+    the contents of every file a parameter names: a weights file, the photographs and paintings given by
+    absolute path, the images of a folder (an album: only the image files the section reads)."""
+    return keys.section_key(notebook, parameters, code, _named_files(parameters))
 
 
-def _contents_digest(path: Path) -> str:
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(file.name.encode())
-        digest.update(file.read_bytes() if file.is_file() else b"missing")
-    return digest.hexdigest()
+def _named_files(parameters: dict) -> dict[str, list[Path]]:
+    """The files each parameter stands for, by the parameter's name."""
+    files = {}
+    for name, value in parameters.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        paths = [Path(item) for item in items if isinstance(item, str) and os.path.isabs(item)]
+        if name == "weights" and isinstance(value, str):
+            try:
+                paths = [path] if (path := weights_file(value)) is not None else []
+            except WeightsError:  # the section's own run says what is wrong with it
+                paths = []
+        found = [file for path in paths for file in (image_files_in(path) if path.is_dir() else [path])]
+        if found:
+            files[name] = [file for file in found if file.is_file()]
+    return files
 
 
 def check_pictures(photos=(), paintings=(), album=None) -> dict:
@@ -112,7 +117,7 @@ def check_pictures(photos=(), paintings=(), album=None) -> dict:
 def build(
     output: str | os.PathLike,
     *,
-    profile: str = "standard",
+    profile: str = profiles.DEFAULT_PROFILE,
     size: int | None = None,
     steps: int | None = None,
     device: str = profiles.DEVICE,
@@ -129,7 +134,7 @@ def build(
     """Build the report into ``output`` (replaced only on success); return index.html's path.
 
     ``executor``, ``scheduler`` and ``threads`` say where the notebooks' batches of optimizations run
-    (``nst_lib.executor.executor_from``): a local cluster is started once for the whole build.
+    (``cluster.executor_from``): a local cluster is started once for the whole build.
 
     ``photos``, ``paintings`` (files or named images) and ``album`` (a folder of photographs) add
     the section "Your pictures" (``PICTURES``); without any of them it is left out.
@@ -138,8 +143,7 @@ def build(
     report in ``output`` are kept as they are and the page is rendered again with all of them.
     An interrupt (Ctrl-C, SIGTERM) raises ``Interrupted``, whose message says what was kept.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"Unknown profile {profile!r}: choose one of {', '.join(PROFILES)}.")
+    get_profile(profile)  # an unknown profile is one sentence, before anything else
     _check_overrides(size, steps)
     pictures = check_pictures(photos, paintings, album)
     output = Path(output).resolve()
@@ -153,8 +157,8 @@ def build(
     if not chosen:
         raise ValueError(f"No notebook in {notebook_folder()} matches {only}.")
     _make_folder(partial)
+    Store(partial / profiles.RESULTS).carry(output / profiles.RESULTS)
     settings = {"profile": profile, "size": size, "steps": steps, "device": device, "weights": weights, **pictures}
-    os.environ["NST_PROGRESS"] = "terminal"  # the kernels inherit it: bars on this terminal
     done: list[dict] = []
     where = {"scheduler": scheduler, "threads": threads, "device": device, "size": get_profile(profile, size=size).size}
     try:
@@ -210,7 +214,7 @@ def _make_folder(folder: Path) -> None:
 
 def _build_sections(chosen: list[Path], settings: dict, partial: Path, output: Path, log, done: list) -> None:
     """Run or reuse each chosen section in turn, appending each finished one to ``done``."""
-    code = code_fingerprint()
+    code = keys.code_fingerprint()  # a section is stale when the code it calls changed
     for number, notebook in enumerate(chosen, start=1):
         label = f"[{number}/{len(chosen)}] {notebook.stem}"
         done.append(_section(notebook, settings, code, partial, output, label, log))
@@ -243,7 +247,7 @@ def _section(notebook: Path, settings: dict, code: str, partial: Path, output: P
 
     folder = partial / notebook.stem
     declared = papermill.inspect_notebook(str(notebook))
-    parameters = {**settings, "output_dir": str(folder / "figures")}
+    parameters = {**settings, "output_dir": str(folder / profiles.FIGURES)}
     parameters = {k: v for k, v in parameters.items() if k in declared}  # e.g. the explorer has no profile
     key = section_key(notebook, {k: v for k, v in parameters.items() if k != "output_dir"}, code)
     reused = _reuse(folder, output / notebook.stem, key)
@@ -252,11 +256,25 @@ def _section(notebook: Path, settings: dict, code: str, partial: Path, output: P
         return reused
     log(f"{label}: running ({settings['profile']} profile)")
     seconds = _execute(notebook, folder, parameters)
-    section = {"notebook": notebook.name, "key": key, "parameters": parameters, "seconds": seconds}
+    optimizations = _optimizations(folder)
+    section = {"notebook": notebook.name, "key": key, "parameters": parameters, "seconds": seconds,
+               "optimizations": optimizations}
     with atomic_write(folder / SECTION_FILE, "w") as handle:
         json.dump(section, handle, indent=1)
-    log(f"    done in {seconds:.0f} s")
+    tally = f" ({optimizations['computed']} optimizations run, {optimizations['reused']} reused)" \
+        if optimizations else ""
+    log(f"    done in {seconds:.0f} s{tally}")
     return section
+
+
+def _optimizations(folder: Path) -> dict | None:
+    """How many optimizations the section's notebook ran and how many it read back (see
+    ``notebook.Setup``), or None for a notebook that asked for none."""
+    try:
+        recorded = json.loads((folder / profiles.FIGURES / profiles.SETUP_FILE).read_text())["optimizations"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return recorded if recorded.get("computed", 0) + recorded.get("reused", 0) else None
 
 
 def _execute(notebook: Path, folder: Path, parameters: dict) -> float:
@@ -266,6 +284,7 @@ def _execute(notebook: Path, folder: Path, parameters: dict) -> float:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     executed = folder / notebook.name
+    store = folder.parent / profiles.RESULTS  # every section of the build keeps its optimizations there
     start = time.perf_counter()
     handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -276,6 +295,7 @@ def _execute(notebook: Path, folder: Path, parameters: dict) -> float:
             cwd=str(folder),
             progress_bar=False,
             kernel_name="python3",
+            kernel_manager_class=_kernels_with({PROGRESS_VARIABLE: "terminal", RESULTS_VARIABLE: str(store)}),
             # Let the kernel's own stderr reach this terminal (progress bars) instead of the notebook.
             extra_arguments=["--IPKernelApp.capture_fd_output=False", "--IPKernelApp.log_level=ERROR"],
             # Stopped at the end or by an interrupt, the kernel is ended at once: asked to shut down while
@@ -291,6 +311,20 @@ def _execute(notebook: Path, folder: Path, parameters: dict) -> float:
     finally:
         _restore(handlers)
     return time.perf_counter() - start
+
+
+def _kernels_with(environment: dict):
+    """A kernel manager (for nbclient) whose kernels start with ``environment`` added to this process's:
+    what the build tells its kernels (bars on this terminal, where the results are) reaches them and
+    nothing else."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KernelManager(AsyncKernelManager):
+        async def start_kernel(self, **options):
+            options["env"] = {**options.get("env", os.environ), **environment}
+            return await super().start_kernel(**options)
+
+    return KernelManager
 
 
 def _restore(handlers: dict) -> None:

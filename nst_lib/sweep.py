@@ -2,26 +2,29 @@
 
 ``sweep(output, {"style_weight": [1, 1e2, 1e4], "seed": [0, 1]}, content="tubingen",
 style="starry_night", size=128)`` runs every combination of the axes' values
-(the other settings fixed) as one batch on an executor (``nst_lib.executor``)
+(the other settings fixed) as one batch on an executor (``jobs.InProcess`` or ``cluster.DaskExecutor``)
 and writes, each file atomically:
 
-- ``cells/<key>.png`` and ``cells/<key>.json`` as each cell finishes: its
-  picture, settings, losses, evaluations and seconds. ``<key>`` hashes the
-  cell's settings, its input pictures, the network, the device kind, the
-  threads per optimization and the library's code, so a sweep run again (after
-  an interruption, or with more values) reuses every finished cell;
+- ``cells/<key>.png``, ``cells/<key>.npy`` and ``cells/<key>.json`` as each
+  cell finishes (a ``store.Store``): its picture, its exact pixels, and its
+  record (settings, losses, evaluations, seconds). ``<key>`` is
+  ``keys.job_key``: everything that decides the cell's picture (settings,
+  input pixels, the network's weights by their contents, pooling, precision,
+  pre-ReLU reading, device, threads per optimization, the library's code), so
+  a sweep run again (after an interruption, or with more values) reuses every
+  finished cell, and a cell whose files were changed or damaged runs again;
 - ``sweep.csv`` and ``sweep.json``: every cell, failed ones with their error;
 - ``contact_sheet.png``: the pictures in a labelled grid, columns and rows
   taken from the swept axes.
 
-A failing cell is reported and the others go on. An interrupt (Ctrl-C, SIGTERM)
-raises ``Interrupted``, whose message says which files were written.
+A value given twice on an axis (``1e4,10000``) is one cell. A failing cell is
+reported and the others go on. An interrupt (Ctrl-C, SIGTERM) raises
+``files.Interrupted``, whose message says which files were written.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import itertools
 import json
@@ -34,12 +37,15 @@ import torch
 
 from . import profiles
 from .assets import resolve
-from .executor import InProcess, Job, JobError, ModelSpec, code_fingerprint, executor_from
+from .cluster import executor_from
 from .figures import contact_sheet, save_figure
-from .files import WriteError, atomic_write, check_folder, same_file
-from .images import check_size, load_image, save_image
+from .files import Interrupted, WriteError, atomic_write, check_folder, same_file
+from .images import check_size, load_image
+from .jobs import Job, JobError, ModelSpec
+from .keys import code_fingerprint, job_key
 from .losses import LossSpec
 from .optimize import INITS
+from .store import Store
 
 # The axes a sweep can vary, in the order the cells are enumerated (the last varies fastest).
 AXES = ("content", "style", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
@@ -61,10 +67,6 @@ LOSS_TERMS = ("content", "style", "tv", "total")
 CELLS = "cells"
 # The files that sum a sweep up, in the order they are written.
 SUMMARY = ("sweep.json", "sweep.csv", "contact_sheet.png")
-
-
-class Interrupted(KeyboardInterrupt):
-    """The sweep was stopped (Ctrl-C, SIGTERM); the message says which files were written."""
 
 
 @dataclass
@@ -104,6 +106,23 @@ def grid(axes: Mapping[str, Sequence], fixed: Mapping[str, object] | None = None
     return cells
 
 
+def distinct(axes: Mapping[str, Sequence]) -> tuple[dict[str, list], list[str]]:
+    """The axes with each value once (the first of equal ones: 1e4 and 10000 are one), and the names of
+    the axes that gave a value more than once."""
+    unique, repeated = {}, []
+    for name, values in axes.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            unique[name] = values  # grid() says what is wrong with it
+            continue
+        unique[name] = []
+        for value in values:
+            if value not in unique[name]:
+                unique[name].append(value)
+        if len(unique[name]) < len(values):
+            repeated.append(name)
+    return unique, repeated
+
+
 def swept_axes(axes: Mapping[str, Sequence]) -> list[str]:
     """The axes with more than one value, in ``AXES`` order."""
     return [name for name in AXES if len(axes.get(name, ())) > 1]
@@ -140,7 +159,7 @@ def _check(cell: dict) -> None:
 
 
 class _Pictures:
-    """Each input picture loaded once per size, with a digest of its pixels."""
+    """Each input picture loaded once per size."""
 
     def __init__(self):
         self.images: dict[tuple[str, int], torch.Tensor] = {}
@@ -151,10 +170,6 @@ class _Pictures:
         if (str(name), size) not in self.images:
             self.images[str(name), size] = load_image(name, size)
         return self.images[str(name), size]
-
-    def digest(self, name, size: int) -> str | None:
-        image = self.get(name, size)
-        return None if image is None else hashlib.sha256(image.numpy().tobytes()).hexdigest()[:16]
 
 
 def _job(cell: dict, pictures: _Pictures) -> Job:
@@ -172,18 +187,38 @@ def _label(cell: dict) -> str:
     return ", ".join(parts)
 
 
-def cell_key(cell: dict, pictures: _Pictures, model: ModelSpec, threads: int, code: str) -> str:
-    """What decides a cell's picture, hashed: settings, input pixels, network, device kind, threads, code."""
-    identity = {
-        "settings": _plain(cell),
-        "content": pictures.digest(cell["content"], cell["size"]),
-        "style": pictures.digest(cell["style"], cell["size"]),
-        "model": model.settings,
-        "device": model.device,
-        "threads": threads,
-        "code": code,
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+@dataclass
+class Plan:
+    """A sweep before it runs: every cell's settings and job (its pictures loaded), and the network."""
+
+    cells: list[dict]
+    jobs: list[Job]
+    model: ModelSpec
+
+    def keys(self, threads: int) -> list[str]:
+        """Each cell's key (``keys.job_key``) when its optimization runs with ``threads`` torch threads."""
+        code = code_fingerprint()
+        return [job_key(job.options, self.model.arguments, self.model.device, threads, code) for job in self.jobs]
+
+
+def plan(
+    axes: Mapping[str, Sequence],
+    fixed: Mapping[str, object] | None = None,
+    *,
+    weights: str = profiles.WEIGHTS,
+    pooling: str = profiles.POOLING,
+    precision: str = profiles.PRECISION,
+    pre_relu: bool = profiles.PRE_RELU,
+    device: str = profiles.DEVICE,
+) -> Plan:
+    """The grid of ``axes`` over ``fixed``, each cell checked and its pictures loaded (a missing one stops
+    here), on the VGG-19 the other arguments describe."""
+    cells = grid(axes, fixed)
+    for cell in cells:
+        _check(cell)
+    model = ModelSpec.unbuilt(device, weights=weights, pooling=pooling, precision=precision, pre_relu=pre_relu)
+    pictures = _Pictures()
+    return Plan(cells, [_job(cell, pictures) for cell in cells], model)
 
 
 def _plain(cell: dict) -> dict:
@@ -206,6 +241,7 @@ def sweep(
     weights: str = profiles.WEIGHTS,
     pooling: str = profiles.POOLING,
     precision: str = profiles.PRECISION,
+    pre_relu: bool = profiles.PRE_RELU,
     device: str = profiles.DEVICE,
     executor=None,
     scheduler: str | None = None,
@@ -218,39 +254,37 @@ def sweep(
 ) -> SweepResult:
     """Run the grid of ``axes`` (name -> values) over ``fixed`` settings into the folder ``output``.
 
+    ``weights``, ``pooling``, ``precision``, ``pre_relu`` and ``device``: the VGG-19 (see ``vgg.VGG19``).
     ``executor``: an executor object (kept open), or a name for ``executor_from`` (with ``scheduler``
     and ``threads``), started here and closed at the end. ``rows``/``columns``: swept axes for the
     contact sheet (default: the axis with the most values across, the others down).
     """
-    cells = grid(axes, fixed)
-    for cell in cells:
-        _check(cell)
+    axes, repeated = distinct(axes)
+    work = plan(axes, fixed, weights=weights, pooling=pooling, precision=precision, pre_relu=pre_relu,
+                device=device)
     rows, columns = sheet_axes(axes, rows, columns)
     folder = Path(output)
-    check_place(folder, cells)
-    model = ModelSpec.describe(device, weights=str(weights), pooling=pooling, precision=precision)
-    pictures = _Pictures()
-    jobs = [_job(cell, pictures) for cell in cells]  # loads every picture: a missing one stops us here
+    check_place(folder, work.cells)
+    if repeated:
+        log(f"sweep: {' and '.join(repeated)} gave a value more than once: each value is one cell")
+    store = Store(folder / CELLS, log=lambda line: log(f"sweep: {line}"), noun="finished cell", remember=False)
     keys: list[str] = []
     written: list[str] = []
     try:
-        (folder / CELLS).mkdir(parents=True, exist_ok=True)
         owned = executor is None or isinstance(executor, str)
         if owned:
-            size = max(cell["size"] for cell in cells)
+            size = max(cell["size"] for cell in work.cells)
             executor = executor_from(executor, scheduler=scheduler, threads=threads, device=device, size=size,
-                                     tasks=len(cells), log=log)
+                                     tasks=len(work.cells), log=log)
         try:
-            used = _threads_of(executor)
-            code = code_fingerprint()
-            keys += [cell_key(cell, pictures, model, used, code) for cell in cells]
-            records = _run(executor, model, cells, jobs, keys, folder, progress, log)
+            keys += work.keys(executor.job_threads)
+            records = _run(executor, store, work, keys, progress, log)
         finally:
             if owned:
                 executor.close()
-        return _summarize(folder, records, rows, columns, log, written)
+        return _summarize(folder, store, records, rows, columns, log, written)
     except KeyboardInterrupt:
-        raise Interrupted(_interrupted(folder, keys, written)) from None
+        raise Interrupted(_interrupted(folder, store, keys, written)) from None
 
 
 def check_place(folder: Path, cells: list[dict]) -> None:
@@ -268,9 +302,9 @@ def check_place(folder: Path, cells: list[dict]) -> None:
                                  "elsewhere first, or give another folder.")
 
 
-def _interrupted(folder: Path, keys: list[str], written: list[str]) -> str:
+def _interrupted(folder: Path, store: Store, keys: list[str], written: list[str]) -> str:
     """What a stopped sweep wrote, in one sentence."""
-    finished = sum((folder / CELLS / f"{key}.json").is_file() for key in keys)
+    finished = sum(store.finished(key) for key in keys)
     cells = (f"{finished} of {len(keys)} cells are finished in {folder / CELLS}, and the same sweep run again "
              "reuses them" if finished else "no cell was finished")
     missing = [name for name in SUMMARY if name not in written]
@@ -283,53 +317,36 @@ def _and(names: list[str]) -> str:
     return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
 
 
-def _threads_of(executor) -> int:
-    """The torch threads each of the executor's optimizations will use."""
-    if isinstance(executor, InProcess) and executor.threads is None:
-        return torch.get_num_threads()
-    return executor.threads
-
-
-def _run(executor, model, cells, jobs, keys, folder: Path, progress, log) -> list[dict]:
+def _run(executor, store: Store, work: Plan, keys: list[str], progress, log) -> list[dict]:
     """Reuse finished cells, run the others; each cell's files are written as soon as it finishes."""
-    records: list[dict | None] = [_finished(folder, key, cell) for cell, key in zip(cells, keys)]
-    todo = [i for i, record in enumerate(records) if record is None]
-    if len(todo) < len(cells):
-        log(f"sweep: {len(cells) - len(todo)} of {len(cells)} cells already done, reused")
+    found = store.found(keys)
+    done = sum(key in found for key in keys)
+    if done:
+        log(f"sweep: {done} of {len(keys)} cells already done, reused")
+    todo = len(set(keys) - set(found))
     if todo:
-        log(f"sweep: {len(todo)} cells on {executor.name}")
-    outcomes = executor.run(model, [jobs[i] for i in todo], progress=progress, description=f"{len(todo)} cells")
-    for position, outcome in outcomes if todo else ():
-        index = todo[position]
+        log(f"sweep: {todo} cells on {executor.name}")
+    records: list[dict | None] = [None] * len(keys)
+    notes = [{"settings": _plain(cell)} for cell in work.cells]
+    outcomes = store.run(executor, work.model, work.jobs, keys, found=found, notes=notes, progress=progress,
+                         description=f"{todo} cells")
+    for index, outcome, reused in outcomes:
+        cell, key = work.cells[index], keys[index]
         if isinstance(outcome, JobError):
-            log(f"sweep: cell {index + 1} ({jobs[index].label}) failed: {outcome.error}")
-            records[index] = {"key": keys[index], "status": "failed", "error": str(outcome.error),
-                              "settings": _plain(cells[index])}
+            log(f"sweep: cell {index + 1} ({work.jobs[index].label}) failed: {outcome.error}")
+            records[index] = {"key": key, "status": "failed", "error": str(outcome.error), "settings": _plain(cell)}
         else:
-            records[index] = _keep(folder, keys[index], cells[index], outcome)
+            records[index] = _record(key, cell, outcome, reused)
     return records
 
 
-def _finished(folder: Path, key: str, cell: dict) -> dict | None:
-    """A cell finished by an earlier run: its record, if its picture and record are both there."""
-    try:
-        record = json.loads((folder / CELLS / f"{key}.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if record.get("status") != "ok" or not (folder / record["picture"]).is_file():
-        return None
-    return {**record, "reused": True}
-
-
-def _keep(folder: Path, key: str, cell: dict, result) -> dict:
-    """Write one finished cell: the picture first, then its record (whose presence means done)."""
-    picture = f"{CELLS}/{key}.png"
-    save_image(result.image, folder / picture)
+def _record(key: str, cell: dict, result, reused: bool) -> dict:
+    """A finished cell as the summary files show it."""
     losses = result.final_losses
-    record = {
+    return {
         "key": key,
         "status": "ok",
-        "picture": picture,
+        "picture": f"{CELLS}/{key}.png",
         "settings": _plain(cell),
         "losses": {term: losses[term] for term in LOSS_TERMS if term in losses},
         "evaluations": result.evaluations,
@@ -337,10 +354,8 @@ def _keep(folder: Path, key: str, cell: dict, result) -> dict:
         "threads": result.params.get("threads"),
         "device": result.params.get("device"),
         "events": result.events,
+        "reused": reused,
     }
-    with atomic_write(folder / CELLS / f"{key}.json", "w") as handle:
-        json.dump(record, handle, indent=1)
-    return record
 
 
 # --------------------------------------------------------------------------------------
@@ -359,7 +374,7 @@ def sheet_axes(axes: Mapping[str, Sequence], rows=None, columns=None) -> tuple[l
     return rows, columns
 
 
-def _summarize(folder: Path, records: list[dict], rows: list[str], columns: str | None, log,
+def _summarize(folder: Path, store: Store, records: list[dict], rows: list[str], columns: str | None, log,
                written: list[str]) -> SweepResult:
     """Write the summary files (``SUMMARY``), adding each name to ``written`` once it is there."""
     for index, record in enumerate(records):
@@ -370,7 +385,7 @@ def _summarize(folder: Path, records: list[dict], rows: list[str], columns: str 
     with atomic_write(folder / "sweep.csv", "w") as handle:
         handle.write(_csv(records))
     written.append("sweep.csv")
-    sheet = _sheet(folder, records, rows, columns)
+    sheet = _sheet(folder, store, records, rows, columns)
     written.append("contact_sheet.png")
     failed = sum(record["status"] != "ok" for record in records)
     log(f"sweep: {len(records) - failed} cells done, {failed} failed; {folder / 'sweep.csv'}"
@@ -403,7 +418,7 @@ def _value_text(name: str, value) -> str:
     return f"{name} {value}"
 
 
-def _sheet(folder: Path, records: list[dict], rows: list[str], columns: str | None) -> Path | None:
+def _sheet(folder: Path, store: Store, records: list[dict], rows: list[str], columns: str | None) -> Path | None:
     """The contact sheet: one column per value of ``columns``, one row per combination of ``rows``."""
     def values(name):
         return list(dict.fromkeys(json.dumps(r["settings"][name]) for r in records))
@@ -417,7 +432,7 @@ def _sheet(folder: Path, records: list[dict], rows: list[str], columns: str | No
         r = row_values.index(tuple(json.dumps(settings[name]) for name in rows))
         c = column_values.index(json.dumps(settings[columns])) if columns else 0
         if record["status"] == "ok":
-            tiles[r][c] = load_image(folder / record["picture"])
+            tiles[r][c] = load_image(store.picture(record["key"]))
             losses = record["losses"]
             captions[r][c] = " ".join(f"{t} {losses[t]:.2g}" for t in ("content", "style") if t in losses)
             captions[r][c] += f"\n{record['seconds']:.1f} s"

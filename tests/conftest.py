@@ -78,3 +78,23 @@ def image_file(tmp_path):
         return path
 
     return write
+
+
+def vgg_weights(path, seed: int):
+    """A torchvision-layout VGG-19 state_dict of random float16 weights (``features.N.weight`` ...) saved
+    at ``path``: a weights file of one's own, 40 MB."""
+    from nst_lib.vgg import BLOCKS, CONV_CHANNELS
+
+    generator = torch.Generator().manual_seed(seed)
+    state, index = {}, 0
+    for block, (_, count) in enumerate(BLOCKS, start=1):
+        for conv in range(1, count + 1):
+            out_channels, in_channels = CONV_CHANNELS[f"conv{block}_{conv}"]
+            std = (2.0 / (9 * in_channels)) ** 0.5
+            weight = torch.randn(out_channels, in_channels, 3, 3, generator=generator) * std
+            state[f"features.{index}.weight"] = weight.half()
+            state[f"features.{index}.bias"] = torch.zeros(out_channels, dtype=torch.half)
+            index += 2  # conv, relu
+        index += 1  # pool
+    torch.save(state, path)
+    return path

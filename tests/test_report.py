@@ -400,3 +400,120 @@ def test_a_build_stopped_in_a_notebook_ends_its_kernel_and_says_what_it_kept(tmp
     ), stderr
     time.sleep(1)
     assert processes_in(partial / "02_second") == [] and not output.exists()
+
+
+# --------------------------------------------------------------------------------------
+# What a section depends on, and optimizations kept across figures, sections and builds.
+
+
+def test_an_album_is_fingerprinted_by_its_images_alone_read_in_chunks(tmp_path):
+    import tracemalloc
+
+    notebook = tmp_path / "05_example.ipynb"
+    notebook.write_text("{}")
+    album = tmp_path / "album"
+    album.mkdir()
+    garden = photo(album / "garden.png", 0)
+    video = album / "holiday.mp4"
+    with open(video, "wb") as handle:  # 300 MB beside the photograph, taking no disk (a sparse file)
+        handle.truncate(300 * 2**20)
+    parameters = {"photos": [], "album": str(album)}
+    tracemalloc.start()
+    try:
+        before = report.section_key(notebook, parameters, "code")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MiB to fingerprint one photograph"
+    with open(video, "r+b") as handle:  # the video changes: no image of the section does
+        handle.write(b"another film")
+    assert report.section_key(notebook, parameters, "code") == before
+    photo(garden, 1)
+    assert report.section_key(notebook, parameters, "code") != before
+
+
+def test_a_weights_file_changed_under_the_same_name_makes_its_section_stale(tmp_path, monkeypatch):
+    notebook = tmp_path / "01_example.ipynb"
+    notebook.write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    Path("my_vgg.pt").write_bytes(b"first weights")
+    parameters = {"weights": "my_vgg.pt"}  # as typed, relative to the folder the build runs in
+    before = report.section_key(notebook, parameters, "code")
+    Path("my_vgg.pt").write_bytes(b"other weights")
+    assert report.section_key(notebook, parameters, "code") != before
+
+
+OPTIMIZING = """
+import torch
+from nst_lib.losses import LossSpec
+from nst_lib.notebook import setup
+
+run = setup(profile, size=32, steps=3, weights="random", output_dir=output_dir)
+noise = lambda seed: torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+content, style = noise(0), noise(1)
+results = run.transfer_all({w: dict(content=content, styles=[style], loss=LossSpec(style_weight=w)) for w in WEIGHTS})
+"""
+
+
+def optimizing_notebooks(folder: Path, weights: dict[str, list[float]], alone: str = "") -> list[Path]:
+    """Numbered notebooks, each optimizing a tiny picture at the style weights given for it in one batch; the
+    first also runs one of them again alone (``alone``: code appended to it)."""
+    folder.mkdir(exist_ok=True)
+    books = []
+    for number, (stem, chosen) in enumerate(weights.items()):
+        code = OPTIMIZING.replace("WEIGHTS", repr(chosen)) + (alone if number == 0 else "")
+        book = nbformat.v4.new_notebook(cells=[
+            nbformat.v4.new_markdown_cell(f"# Section {stem}"),
+            nbformat.v4.new_code_cell("profile = 'quick'\noutput_dir = None", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(code),
+        ])
+        book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(book, folder / f"{stem}.ipynb")
+        books.append(folder / f"{stem}.ipynb")
+    return books
+
+
+def tallies(lines: list[str]) -> list[str]:
+    return [line.split("(", 1)[1].rstrip(")") for line in lines if line.startswith("    done in")]
+
+
+def test_an_optimization_runs_once_across_figures_sections_and_builds(tmp_path, monkeypatch):
+    alone = "again = run.transfer(content, [style], loss=LossSpec(style_weight=1e4))\nassert again is results[1e4]\n"
+    books = optimizing_notebooks(tmp_path / "notebooks", {"01_first": [1e2, 1e4], "02_second": [1e4, 1e6]}, alone)
+    monkeypatch.setattr(report, "notebooks", lambda folder=None: list(books))
+    output = tmp_path / "report"
+    lines = []
+    environment = dict(os.environ)
+    report.build(output, profile="quick", executor="inprocess", log=lines.append)
+    assert dict(os.environ) == environment  # what the kernels are told (bars, the results) is theirs alone
+    # The first section runs two and reads one back (the same optimization, asked for alone); the second runs
+    # only the one the first did not.
+    assert tallies(lines) == ["2 optimizations run, 1 reused", "1 optimizations run, 1 reused"]
+    assert len(list((output / "results").glob("*.json"))) == 3
+    lines.clear()
+    # Both notebooks written again (new cell ids: both sections run again), the second with one more weight:
+    # only that one optimization runs, every other is read back from the previous build.
+    optimizing_notebooks(tmp_path / "notebooks", {"01_first": [1e2, 1e4], "02_second": [1e6, 1e4, 1.0]}, alone)
+    report.build(output, profile="quick", executor="inprocess", log=lines.append)
+    assert tallies(lines) == ["0 optimizations run, 3 reused", "1 optimizations run, 2 reused"]
+
+
+def test_an_interrupted_build_keeps_the_optimizations_it_finished(tmp_path, monkeypatch):
+    books = optimizing_notebooks(tmp_path / "notebooks", {"01_first": [1e2], "02_second": [1e2, 1e4]})
+    monkeypatch.setattr(report, "notebooks", lambda folder=None: list(books))
+    execute = report._execute
+
+    def stopped_in_the_second(notebook, folder, parameters):
+        if notebook.stem == "02_second":
+            raise KeyboardInterrupt
+        return execute(notebook, folder, parameters)
+
+    monkeypatch.setattr(report, "_execute", stopped_in_the_second)
+    output = tmp_path / "report"
+    with pytest.raises(report.Interrupted):
+        report.build(output, profile="quick", executor="inprocess", log=lambda line: None)
+    assert len(list((tmp_path / "report.partial" / "results").glob("*.json"))) == 1
+    monkeypatch.setattr(report, "_execute", execute)
+    lines = []
+    report.build(output, profile="quick", executor="inprocess", log=lines.append)
+    assert tallies(lines) == ["1 optimizations run, 1 reused"]

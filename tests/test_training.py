@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from conftest import blobs, stripes
-from nst_lib import training
+from nst_lib import checkpoints, training
 from nst_lib.assets import MIRROR_VARIABLE
-from nst_lib.generator import Generator, stylize, synthesize
+from nst_lib.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from nst_lib.generator import Generator, Recipe, stylize, synthesize
 from nst_lib.images import load_image, save_image
 from nst_lib.losses import LossSpec
-from nst_lib.training import CheckpointError, Recipe, load_checkpoint, save_checkpoint, train_generator
-from nst_lib.vgg import VGG19
+from nst_lib.training import train_generator
 
 # A narrow network and shallow layers: a training step takes milliseconds.
 TINY_LOSS = LossSpec(content_layers=("conv2_1",), style_layers=("conv1_1", "conv2_1"))
@@ -194,27 +194,7 @@ def test_training_mistakes_are_one_sentence(random_vgg):
 
 def legacy(steps: int) -> dict:
     """A tiny training as every generator was trained before crops at several scales and the cosine schedule."""
-    return tiny(steps, **training.LEGACY_RECIPE)
-
-
-def test_a_checkpoint_of_the_first_format_still_loads(tmp_path):
-    path = tmp_path / "old.pt"
-    then = VGG19("random", precision="float32", pre_relu=True)  # conv layers were read before the ReLU then
-    trained = train_generator(stripes(), [blobs()], model=then, checkpoint=path, **legacy(2))
-    state = torch.load(path, weights_only=True)
-    config = state["config"]
-    recipe = {k: v for k, v in config["recipe"].items() if k not in training.LEGACY_RECIPE}
-    flat = {"mode": config["mode"], **recipe, **config["loss"], "weights": config["vgg_weights"]}
-    flat.update({k: config[k] for k in ("pooling", "images", "content_images")})
-    flat.pop("style_layer_weights")  # format 1 had no such field, nor pre_relu
-    torch.save({**state, "format": "nst_lib.generator/1", "config": flat}, path)
-    loaded = load_checkpoint(path)
-    assert loaded.config == {k: v for k, v in trained.config.items() if k != "precision"} and loaded.step == 2
-    with pytest.raises(CheckpointError, match="trained with other pre_relu \\(True, now False\\)"):
-        train_generator(stripes(), [blobs()], model=VGG19("random", precision="float32"), checkpoint=path,
-                        resume=True, **legacy(3))
-    resumed = train_generator(stripes(), [blobs()], model=then, checkpoint=path, resume=True, **legacy(3))
-    assert resumed.step == 3
+    return tiny(steps, **checkpoints.LEGACY_RECIPE)
 
 
 def test_a_checkpoint_from_before_the_new_recipe_fields_keeps_its_recipe(random_vgg, tmp_path):
@@ -222,7 +202,7 @@ def test_a_checkpoint_from_before_the_new_recipe_fields_keeps_its_recipe(random_
     trained = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **legacy(2))
     state = torch.load(path, weights_only=True)
     config = {k: v for k, v in state["config"].items() if k != "precision"}
-    config["recipe"] = {k: v for k, v in config["recipe"].items() if k not in training.LEGACY_RECIPE}
+    config["recipe"] = {k: v for k, v in config["recipe"].items() if k not in checkpoints.LEGACY_RECIPE}
     torch.save({**state, "config": config}, path)
     loaded = load_checkpoint(path)
     assert loaded.recipe == trained.recipe and loaded.recipe.schedule == "constant"

@@ -16,13 +16,9 @@ import contextlib
 import signal
 import sys
 
-from ..assets import AssetError
-from ..files import Terminated, WriteError, terminate_as_interrupt
-from ..images import ImageError
-from ..vgg import LAYER_NAMES, WeightsError
+from ..files import USER_ERRORS, Terminated, terminate_as_interrupt
+from ..vgg import LAYER_NAMES
 from . import generators, report, sweep, transfer
-
-USER_ERRORS = (AssetError, ImageError, WeightsError, WriteError, ValueError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,7 +61,7 @@ def register(commands) -> None:
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
-    from ..training import SCHEDULES, Recipe
+    from ..generator import SCHEDULES, Recipe
 
     recipe = Recipe()
     parser.add_argument("--steps", type=int, default=recipe.steps, help="Adam steps")
@@ -99,8 +99,8 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _recipe(args: argparse.Namespace):
+    from ..generator import Recipe
     from ..images import check_size
-    from ..training import Recipe
 
     check_size(args.crop_size, "--crop-size")
 
@@ -144,10 +144,11 @@ def _content_sources(args: argparse.Namespace) -> list:
 
 def _train(args: argparse.Namespace) -> None:
     from .. import training
+    from ..checkpoints import check_checkpoint_path, load_checkpoint
     from ..images import check_size, load_image
 
-    training.check_checkpoint_path(args.checkpoint, args.resume)
-    before = training.load_checkpoint(args.checkpoint).step if args.resume else None
+    check_checkpoint_path(args.checkpoint, args.resume)
+    before = load_checkpoint(args.checkpoint).step if args.resume else None
     check_size(args.image_size, "--image-size")
     sources = _content_sources(args)
     recipe = _recipe(args)
@@ -183,7 +184,7 @@ def _train(args: argparse.Namespace) -> None:
 
 def _interrupted(checkpoint: Path, before: int | None) -> str:
     """What an interrupted training left in ``checkpoint`` (which held step ``before``, or did not exist)."""
-    from ..training import load_checkpoint
+    from ..checkpoints import load_checkpoint
 
     after = load_checkpoint(checkpoint).step if checkpoint.is_file() else None
     if after is None:
@@ -197,9 +198,9 @@ def _interrupted(checkpoint: Path, before: int | None) -> str:
 
 
 def _stylize(args: argparse.Namespace) -> None:
+    from ..checkpoints import load_checkpoint
     from ..generator import seeded_noise, stylize
     from ..images import check_size, load_image, save_image
-    from ..training import load_checkpoint
     from ..vgg import pick_device
 
     options.check_output(args.output, inputs=[args.content, args.checkpoint])

@@ -129,14 +129,15 @@ def model(args):
 
 
 def add_executor_options(parser: argparse.ArgumentParser) -> None:
-    """Where batches of independent optimizations run (see nst_lib.executor)."""
-    from ..executor import EXECUTOR_VARIABLE, EXECUTORS, SCHEDULER_VARIABLE, THREADS_VARIABLE
+    """Where batches of independent optimizations run (see nst_lib.cluster)."""
+    from ..cluster import EXECUTOR_VARIABLE, EXECUTORS, SCHEDULER_VARIABLE, THREADS_VARIABLE
+    from ..sizing import IN_PROCESS_CORES
 
     parser.add_argument(
         "--executor",
         choices=EXECUTORS,
         help="'inprocess': one optimization after another here; 'local': a Dask cluster on this machine, "
-        "workers x threads measured; 'auto': a local cluster above 2 cores or with several GPUs "
+        f"workers x threads measured; 'auto': a local cluster above {IN_PROCESS_CORES} cores or with several GPUs "
         f"(default: ${EXECUTOR_VARIABLE} when set, else auto)",
     )
     parser.add_argument(

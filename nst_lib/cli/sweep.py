@@ -70,12 +70,20 @@ def register(commands) -> None:
     parser.set_defaults(handler=_sweep)
 
 
-def _sweep(args: argparse.Namespace) -> None:
-    from ..sweep import sweep
+# The options of `nst sweep` that change no picture, hence no cell's key, and why (tests walk every option:
+# each one changes the cells' keys or is named here).
+NOT_IN_PICTURES = {
+    "output": "where the files go",
+    "rows": "the contact sheet's layout",
+    "columns": "the contact sheet's layout",
+    "executor": "where the cells run: pixels follow the threads per optimization, whichever executor runs them",
+    "scheduler": "where the cells run (as --executor)",
+}
 
-    if not args.content and not args.style:
-        raise ValueError("Give --content, --style or both.")
-    check_folder(args.output, "--output")
+
+def sweep_arguments(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``sweep.sweep`` that the options give (the output folder and the axes
+    included)."""
     axes = {
         "content": args.content or [None],
         "style": args.style or [None],
@@ -89,12 +97,13 @@ def _sweep(args: argparse.Namespace) -> None:
         "size": args.size,
         "steps": args.steps,
     }
-    result = sweep(
-        args.output,
-        axes,
+    return dict(
+        output=args.output,
+        axes=axes,
         weights=args.weights,
         pooling=args.pooling,
         precision=args.precision,
+        pre_relu=args.pre_relu,
         device=args.device,
         executor=args.executor,
         scheduler=args.scheduler,
@@ -102,5 +111,14 @@ def _sweep(args: argparse.Namespace) -> None:
         rows=args.rows,
         columns=args.columns,
     )
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from ..sweep import sweep
+
+    if not args.content and not args.style:
+        raise ValueError("Give --content, --style or both.")
+    check_folder(args.output, "--output")
+    result = sweep(**sweep_arguments(args))
     if result.failed:
         raise SystemExit(1)
