@@ -247,6 +247,7 @@ class Session:
         self.pictures = Pictures()
         self.preparation = Preparation(model, weights, device)
         self._stop = threading.Event()
+        self._busy = threading.Event()  # set from Run until the run's thread has said it ended
         self._worker: threading.Thread | None = None
 
     # ----------------------------------------------------------------------------------
@@ -276,6 +277,7 @@ class Session:
             self.say(str(error), error=True)
             return False
         self._stop.clear()
+        self._busy.set()
         self.history = {}
         self.listener.started(settings)
         height, width = content.shape[-2:]
@@ -305,7 +307,7 @@ class Session:
 
     @property
     def running(self) -> bool:
-        return self._worker is not None and self._worker.is_alive()
+        return self._busy.is_set()
 
     @property
     def model(self) -> VGG19:
@@ -397,6 +399,7 @@ class Session:
         else:
             self._finish(Run(len(self.runs) + 1, settings, result))
         finally:
+            self._busy.clear()
             self.listener.ended()
 
     def _on_evaluation(self, settings: Settings, evaluation: int, image, losses, clicked: float) -> None:
