@@ -28,6 +28,7 @@ from .settings import OPTIMIZER_LABELS, SIZE, STEPS, Settings
 THUMBNAIL = 160
 STRIP_WIDTH = 192
 NO_SECOND_STYLE = "(none)"
+LOSS_DECADES = 4
 TERM_COLOURS = {"total": "currentColor", "content": "#0b57d0", "style": "#d9480f", "tv": "#2b8a3e"}
 
 
@@ -156,7 +157,9 @@ class Explorer(Listener):
         self.message = widgets.HTML()
         self.progress = widgets.IntProgress(value=0, min=0, max=start.steps, layout=widgets.Layout(width="320px"))
         self.progress_label = widgets.Label()
-        self.preview = widgets.Image(value=_png(Image.new("RGB", (4, 3), (238, 238, 238))), format="png")
+        # At the picture's own pixels: in a row, a flex item would otherwise stretch to the row's height.
+        self.preview = widgets.Image(value=_png(Image.new("RGB", (4, 3), (238, 238, 238))), format="png",
+                                     layout=widgets.Layout(align_self="flex-start"))
         self.loss_plot = widgets.HTML(_loss_svg({}, start.steps))
         self.runs_strip = Strip(self)
         self.strip, self.comparison = self.runs_strip.box, self.runs_strip.comparison
@@ -401,10 +404,12 @@ def _png(picture: Image.Image | torch.Tensor) -> bytes:
 def _loss_svg(history: dict[str, list[float]], steps: int, width: int = 340, height: int = 200) -> str:
     """The loss terms of one run against evaluations, on a log scale, as an inline SVG.
 
-    Drawn as text in the run's thread between evaluations: a few hundred
-    microseconds, where a matplotlib figure took a good part of an evaluation.
+    The scale spans at most ``LOSS_DECADES`` decades below the largest value; smaller values (a content
+    loss that starts at 0 from the photograph) are drawn on the bottom edge. Drawn as text in the run's
+    thread between evaluations: well under a millisecond, where a matplotlib figure took a good part of
+    an evaluation.
     """
-    left, right, top, bottom = 46, 10, 8, 30
+    left, right, top, bottom = 46, 10, 22, 30
     values = [v for series in history.values() for v in series if v > 0 and math.isfinite(v)]
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
              "style='font: 10px sans-serif; color: inherit' role='img' aria-label='loss curve'>",
@@ -416,7 +421,8 @@ def _loss_svg(history: dict[str, list[float]], steps: int, width: int = 340, hei
         parts.append(f"<text x='{(width + left) / 2}' y='{height / 2}' text-anchor='middle' fill='gray'>"
                      "the losses appear here during a run</text></svg>")
         return "".join(parts)
-    low, high = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+    high = math.ceil(math.log10(max(values)))
+    low = max(math.floor(math.log10(min(values))), high - LOSS_DECADES)
     high = max(high, low + 1)
     span_x = max(steps, max(len(series) for series in history.values()), 2) - 1
 
@@ -424,19 +430,18 @@ def _loss_svg(history: dict[str, list[float]], steps: int, width: int = 340, hei
         return left + (width - left - right) * i / span_x
 
     def y(value: float) -> float:
-        return top + (height - top - bottom) * (high - math.log10(value)) / (high - low)
+        return top + (height - top - bottom) * (high - max(math.log10(value), low)) / (high - low)
 
     for decade in range(low, high + 1):
         parts.append(f"<line x1='{left}' x2='{width - right}' y1='{y(10.0**decade):.1f}' y2='{y(10.0**decade):.1f}'"
                      " stroke='currentColor' stroke-opacity='0.15'/>"
                      f"<text x='{left - 4}' y='{y(10.0**decade) + 3:.1f}' text-anchor='end' fill='currentColor'>"
                      f"{10.0**decade:g}</text>")
-    for row, (name, series) in enumerate(history.items()):
+    for column, (name, series) in enumerate(history.items()):
         colour = TERM_COLOURS.get(name, "#7048e8")
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(series) if v > 0 and math.isfinite(v))
         parts.append(f"<polyline points='{points}' fill='none' stroke='{colour}' "
                      f"stroke-width='{1.6 if name == 'total' else 1.1}'/>"
-                     f"<text x='{width - right - 4}' y='{top + 12 + 12 * row}' text-anchor='end' fill='{colour}'>"
-                     f"{html.escape(name)}</text>")
+                     f"<text x='{left + 60 * column}' y='{top - 8}' fill='{colour}'>— {html.escape(name)}</text>")
     parts.append("</svg>")
     return "".join(parts)
