@@ -15,13 +15,15 @@ each meets the same machine. The table gives medians: seconds to import, to
 show the controls, to be ready, from the click to the first preview and to the
 finished picture, seconds per evaluation, and the processor time (all
 threads) from the click to the first preview and to the finished picture.
-Other jobs on the machine sway processor time far less than wall time, and
-it bounds what the wall time would be on an idle machine: the run waits for
+Other jobs on the machine sway processor time far less than wall time, and it
+bounds what the wall time would be on an idle machine: the run waits for
 nothing but the processor, so it cannot take longer than the processor time
-it needs (on two cores, about half of it when both are busy). ``--code`` puts another
-checkout's ``nst_lib`` first on the path (``git worktree add /tmp/before
-<commit>``): an explorer from before the background preparation is ready when
-its controls are, and its first Run is its own default.
+it needs (on two cores, about half of it when both are busy).
+
+``--code`` puts another checkout's ``nst_lib`` first on the path (``git
+worktree add /tmp/before <commit>``): an explorer from before the background
+preparation is ready when its controls are, and its first Run is its own
+default.
 
 Writes ``bench/results/explorer.json`` and, per checkout, the first Run's
 picture as ``bench/results/explorer_<label>.png``.
@@ -66,7 +68,7 @@ def trial(way: str, size: int | None, steps: int | None, picture: str) -> dict:
     explorer.run_button.click()
     run = explorer.wait()
     finished = time.perf_counter()
-    processor = _processor_seconds() - processor
+    processor_finished = _processor_seconds()
     times = run.result.times
     steps_between = sorted(b - a for a, b in zip(times, times[1:]))
     save_image(run.image, picture)
@@ -78,7 +80,7 @@ def trial(way: str, size: int | None, steps: int | None, picture: str) -> dict:
         "processor, first preview": previews[0][1] - processor,
         "finished": finished - clicked,
         "per evaluation": steps_between[len(steps_between) // 2],
-        "processor": processor,
+        "processor": processor_finished - processor,
         "evaluations": run.result.evaluations,
         "size": list(run.image.shape[-2:]),
         "total loss": run.result.final_losses["total"],
