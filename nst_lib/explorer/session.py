@@ -426,9 +426,8 @@ def _parallel_loop_here() -> None:
     """Run one of torch's parallel loops in the calling thread, before any other thread does.
 
     With torch's OpenMP runtime, a process whose first parallel loop ran in a thread other than the main
-    one spends four to five times the processor time on every later evaluation, in any thread (a 64 px
-    run of 10 evaluations: 4.8 to 5.8 s of processor time against 1.2 to 1.5 s; docs/explorer.md).
-    Loading the VGG-19 in the background would be that first loop.
+    one spent several times the processor time on every later evaluation (docs/explorer.md,
+    "A pitfall avoided"). Loading the VGG-19 in the background would be that first loop.
     """
     torch.ones(1 << 20).mul_(2)
 
