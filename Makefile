@@ -43,7 +43,7 @@ report: setup
 test: setup browser
 	$(BIN)/python -m pytest
 
-# Notebooks are committed without outputs (see README, "Notebooks"), except those that keep outputs for nbval to
+# Notebooks are committed without outputs (see docs/report.md, "Notebooks"), except those that keep outputs for nbval to
 # compare: re-run those in place in the quick profile, and clear the outputs of the others.
 notebooks: setup
 	@for nb in notebooks/[0-9][0-9]_*.ipynb; do \

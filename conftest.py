@@ -27,8 +27,8 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(items):
-    """nbval compares the outputs a notebook stores. A notebook committed without outputs (see the
-    README) has none to compare: its cells must run without error, and its cells tagged "check",
+    """nbval compares the outputs a notebook stores. A notebook committed without outputs (see
+    docs/report.md) has none to compare: its cells must run without error, and its cells tagged "check",
     which assert what the outputs would have shown, are its test."""
     for item in items:
         book = getattr(getattr(item, "parent", None), "nb", None)

@@ -38,7 +38,7 @@ SEED = 0
 # The explorer's first Run: the photograph taking on the painting's style from the photograph itself (the
 # report's start for that, at STYLE_WEIGHT and SIZE), in few enough evaluations to watch.
 EXPLORER_INIT = "content"
-EXPLORER_STEPS = 60
+EXPLORER_STEPS = 50
 
 # Feed-forward generators, as in Johnson et al. (2016). A learning rate of 3e-3
 # already threw the training off course in its first steps on the named images.

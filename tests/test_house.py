@@ -5,6 +5,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "nst_lib"
 MAX_FUNCTION_LINES = 80
+MAX_CLASS_LINES = 200
 
 
 def modules() -> dict[str, ast.Module]:
@@ -43,6 +44,17 @@ def test_no_function_is_longer_than_a_screen_or_two():
         for node in ast.walk(tree)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert long == []
+
+
+def test_no_class_is_longer_than_a_few_screens():
+    """A class that outgrows this holds more than one concept (a view and its controller, say)."""
+    long = [
+        f"{name}.{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for name, tree in modules().items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES
     ]
     assert long == []
 

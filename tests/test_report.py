@@ -73,6 +73,23 @@ def test_the_page_shows_narrative_figures_and_tables_and_no_plumbing(built):
     assert "data:image/png" not in page  # figures are shown compressed; their PNGs are linked
 
 
+def test_the_explorer_section_shows_what_its_first_run_makes(built):
+    """Built by papermill, nobody presses Run: the explorer's notebook runs its first Run and shows the
+    picture and its settings instead of controls that no page can show."""
+    from nst_lib.explorer import Settings
+
+    output, index, _ = built
+    section = index.read_text().split("id='00_explorer'")[1].split("<section")[0]
+    assert "What the explorer" in section and "Figure 0.1" in section and "Interactive controls" not in section
+    (record,) = (output / "00_explorer" / "figures").glob("*_run1_tubingen_starry_night.json")
+    saved = json.loads(record.read_text())
+    assert Settings.from_dict(saved["settings"]) == Settings.first("quick")
+    assert saved["evaluations"] == Settings.first("quick").steps and not saved["stopped"]
+    picture = Image.open(record.with_suffix(".png"))
+    assert max(picture.size) == Settings.first("quick").size and np.asarray(picture).std() > 10  # not blank
+    assert f"<td>{saved['final_losses']['total']:.3g}</td>" in section  # the settings table, from this run
+
+
 def test_an_unchanged_section_is_reused_and_a_changed_one_rerun(built, tmp_path, monkeypatch):
     output = tmp_path / "again"
     shutil.copytree(built[0], output)
