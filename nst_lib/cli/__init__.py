@@ -25,8 +25,16 @@ from . import generators, report, sweep, transfer
 USER_ERRORS = (AssetError, ImageError, WeightsError, WriteError, ValueError, FileNotFoundError)
 
 
+class Parser(argparse.ArgumentParser):
+    """Refuses a malformed command line in one sentence (the option and what is wrong with it), as every
+    other user error, instead of argparse's usage lines; each subcommand's parser is one of these too."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} ({self.prog} --help lists the options).\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nst",
         description="Neural style transfer after Gatys et al. (2016), with a VGG-19 that works offline.",
         epilog=f"Layer names: {', '.join(n for n in LAYER_NAMES if n.startswith('conv'))} (and relu/pool).",
