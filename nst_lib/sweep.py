@@ -25,6 +25,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,12 +35,13 @@ import torch
 
 from . import profiles
 from .assets import resolve
-from .executor import InProcess, Job, JobError, ModelSpec, code_fingerprint, executor_from
+from .executor import InProcess, Job, JobError, ModelSpec, code_fingerprint, executor_from, measure_threads, worker_model
 from .figures import contact_sheet, save_figure
 from .files import WriteError, atomic_write, check_folder, same_file
 from .images import check_size, load_image, save_image
-from .losses import LossSpec
+from .losses import LossSpec, check_weight
 from .optimize import INITS
+from .vgg import LAYER_INDEX, min_image_side, weights_source
 
 # The axes a sweep can vary, in the order the cells are enumerated (the last varies fastest).
 AXES = ("content", "style", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
@@ -61,6 +63,7 @@ LOSS_TERMS = ("content", "style", "tv", "total")
 CELLS = "cells"
 # The files that sum a sweep up, in the order they are written.
 SUMMARY = ("sweep.json", "sweep.csv", "contact_sheet.png")
+MAX_CELLS = profiles.SWEEP_MAX_CELLS
 
 
 class Interrupted(KeyboardInterrupt):
@@ -136,7 +139,23 @@ def _check(cell: dict) -> None:
         value = cell[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
             raise ValueError(f"{name} must be a whole number of at least {smallest}, got {value!r}.")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        check_weight(cell[name], name)  # also a weight with no image to weigh: a typo is still a typo
     _loss(cell)  # checks layers and weights
+
+
+def _check_sides(cell: dict, job: Job) -> None:
+    """Refuse, before anything runs, a cell whose picture or style image is too small for its deepest layer."""
+    layers = _loss(cell).layers
+    smallest = min_image_side(layers)
+    deepest = max(layers, key=LAYER_INDEX.get)
+    content, styles = job.options["content"], job.options["styles"]
+    pictures = [(cell["content"], content.shape[-2:])] if content is not None else [("the texture", job.options["shape"])]
+    pictures += [(cell["style"], style.shape[-2:]) for style in styles]
+    for name, (height, width) in pictures:
+        if min(height, width) < smallest:
+            raise ValueError(f"At size {cell['size']}, {name} is {width}x{height} px, but {deepest} needs a side of at "
+                             f"least {smallest} px: use a larger size or shallower layers (no cell was run).")
 
 
 class _Pictures:
@@ -212,6 +231,7 @@ def sweep(
     threads: int | None = None,
     rows: Sequence[str] | None = None,
     columns: str | None = None,
+    max_cells: int = MAX_CELLS,
     progress: bool | str = True,
     log=print,
     **fixed,
@@ -220,27 +240,35 @@ def sweep(
 
     ``executor``: an executor object (kept open), or a name for ``executor_from`` (with ``scheduler``
     and ``threads``), started here and closed at the end. ``rows``/``columns``: swept axes for the
-    contact sheet (default: the axis with the most values across, the others down).
+    contact sheet (default: the axis with the most values across, the others down; swept axes named in
+    neither are added to the rows, so that every cell has its tile). A grid of more than ``max_cells``
+    cells is refused. Everything that can be checked is checked before anything runs.
     """
+    _check_count(axes, fixed, max_cells)
     cells = grid(axes, fixed)
     for cell in cells:
         _check(cell)
+    asked = list(rows or [])
     rows, columns = sheet_axes(axes, rows, columns)
     folder = Path(output)
     check_place(folder, cells)
-    model = ModelSpec.describe(device, weights=str(weights), pooling=pooling, precision=precision)
+    model = ModelSpec.describe(device, weights=weights_source(weights), pooling=pooling, precision=precision)
     pictures = _Pictures()
     jobs = [_job(cell, pictures) for cell in cells]  # loads every picture: a missing one stops us here
+    for cell, job in zip(cells, jobs):
+        _check_sides(cell, job)
+    if asked and rows != asked:
+        log(f"sweep: the contact sheet's rows also show {_and(rows[len(asked):])}, so that every cell has its tile")
     keys: list[str] = []
     written: list[str] = []
     try:
-        (folder / CELLS).mkdir(parents=True, exist_ok=True)
         owned = executor is None or isinstance(executor, str)
-        if owned:
+        if owned:  # before any folder is made: a cluster that cannot be reached leaves nothing behind
             size = max(cell["size"] for cell in cells)
             executor = executor_from(executor, scheduler=scheduler, threads=threads, device=device, size=size,
                                      tasks=len(cells), log=log)
         try:
+            (folder / CELLS).mkdir(parents=True, exist_ok=True)
             used = _threads_of(executor)
             code = code_fingerprint()
             keys += [cell_key(cell, pictures, model, used, code) for cell in cells]
@@ -251,6 +279,20 @@ def sweep(
         return _summarize(folder, records, rows, columns, log, written)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(folder, keys, written)) from None
+
+
+def _check_count(axes: Mapping[str, Sequence], fixed: Mapping[str, object], max_cells: int) -> None:
+    """Refuse a grid of more than ``max_cells`` cells before it is even listed: a slip in a list of values
+    can ask for days of work."""
+    try:
+        count = math.prod(len(values) for values in axes.values())
+        steps = list(axes.get("steps") or [fixed.get("steps", DEFAULTS["steps"])])
+        evaluations = f" ({count // len(steps) * sum(steps):,} evaluations)"
+    except TypeError:  # values that are not lists, or steps that are not numbers: grid() and _check() say so
+        return
+    if count > max_cells:
+        raise ValueError(f"This sweep has {count:,} cells{evaluations}, more than the {max_cells:,} a sweep runs "
+                         f"unasked: to run it, give --max-cells {count} (max_cells={count}), or sweep fewer values.")
 
 
 def check_place(folder: Path, cells: list[dict]) -> None:
@@ -297,7 +339,7 @@ def _run(executor, model, cells, jobs, keys, folder: Path, progress, log) -> lis
     if len(todo) < len(cells):
         log(f"sweep: {len(cells) - len(todo)} of {len(cells)} cells already done, reused")
     if todo:
-        log(f"sweep: {len(todo)} cells on {executor.name}")
+        log(f"sweep: {len(todo)} cells on {executor.name}: {_estimate(executor, model, [cells[i] for i in todo])}")
     outcomes = executor.run(model, [jobs[i] for i in todo], progress=progress, description=f"{len(todo)} cells")
     for position, outcome in outcomes if todo else ():
         index = todo[position]
@@ -308,6 +350,31 @@ def _run(executor, model, cells, jobs, keys, folder: Path, progress, log) -> lis
         else:
             records[index] = _keep(folder, keys[index], cells[index], outcome)
     return records
+
+
+def _estimate(executor, model, cells: list[dict]) -> str:
+    """The evaluations ``cells`` will take and, in this process, about how long: one evaluation is measured at
+    the largest size, and the others are taken to cost in proportion to their pixels."""
+    evaluations = sum(cell["steps"] for cell in cells)
+    text = f"{evaluations:,} evaluations"
+    if not isinstance(executor, InProcess) or len(cells) < 2:
+        workers = getattr(executor, "workers", 1)
+        return text + (f" over {workers} workers" if workers > 1 else "")
+    size = max(cell["size"] for cell in cells)
+    network = worker_model(model) if isinstance(model, ModelSpec) else model
+    (per_evaluation,) = measure_threads(network, size, [_threads_of(executor)]).values()
+    seconds = sum(cell["steps"] * per_evaluation * (cell["size"] / size) ** 2 for cell in cells)
+    return f"{text}, about {_duration(seconds)} ({per_evaluation:.2g} s per evaluation at {size} px, measured now)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _finished(folder: Path, key: str, cell: dict) -> dict | None:
@@ -348,14 +415,21 @@ def _keep(folder: Path, key: str, cell: dict, result) -> dict:
 
 
 def sheet_axes(axes: Mapping[str, Sequence], rows=None, columns=None) -> tuple[list[str], str | None]:
-    """Columns: ``columns`` or the swept axis with the most values; rows: ``rows`` or the other swept axes."""
+    """Columns: ``columns`` or the swept axis with the most values (of those not in ``rows``); rows: ``rows``,
+    then every other swept axis, so that each cell has a tile of its own. An axis named twice is refused."""
     swept = swept_axes(axes)
-    for name in [*(rows or []), *([columns] if columns else [])]:
+    named = [*(rows or []), *([columns] if columns else [])]
+    for name in named:
         if name not in swept:
             raise ValueError(f"{name!r} is not a swept axis: choose from {', '.join(swept) or 'none (one cell)'}.")
-    if columns is None and swept:
-        columns = max(swept, key=lambda name: len(axes[name]))
-    rows = list(rows) if rows is not None else [name for name in swept if name != columns]
+    twice = next((name for name in named if named.count(name) > 1), None)
+    if twice:
+        raise ValueError(f"The axis {twice!r} is named twice for the contact sheet: give each axis once, "
+                         "as rows or as the columns.")
+    rows = list(rows or [])
+    if columns is None and [name for name in swept if name not in rows]:
+        columns = max((name for name in swept if name not in rows), key=lambda name: len(axes[name]))
+    rows += [name for name in swept if name != columns and name not in rows]
     return rows, columns
 
 
