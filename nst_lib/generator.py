@@ -30,6 +30,12 @@ from .vgg import fast_bfloat16
 
 # The network downsamples twice by 2: sides are padded to a multiple of this.
 STRIDE = 4
+# Bounds on the network's size, as images.MAX_SIZE bounds an image's (Johnson et al.: 32 channels, 5 blocks).
+MAX_CHANNELS = 128
+MAX_RESIDUAL_BLOCKS = 32
+# Per pixel of the input, per channel of the first layer: the values a forward pass holds at once at its peak
+# (about 7.8 measured by bench/generator_memory.py, in float32 at 512 to 2048 px).
+STYLIZE_VALUES_PER_CHANNEL = 8
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -93,6 +99,31 @@ class Generator(nn.Module):
         if pad_h or pad_w:
             images = F.pad(images, (0, pad_w, 0, pad_h), mode="reflect")
         return torch.sigmoid(self.layers(images))[..., :height, :width]
+
+
+def parameter_count(channels: int, residual_blocks: int) -> int:
+    """The network's number of weights, counted without making it."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in Generator(channels, residual_blocks).parameters())
+
+
+def training_values(channels: int, residual_blocks: int) -> int:
+    """Per pixel of a training crop: the values in the feature maps that the generator's forward pass keeps
+    for its backward pass (each padding, convolution, normalization and ReLU output, in units of one channel
+    at the crop's own size: a stride-2 layer's map of 2c channels counts c/2)."""
+    c = channels
+    down = 3 + 3 * c + (c + 3 * 2 * c / 4) + (2 * c / 4 + 3 * 4 * c / 16)  # the 9x9 input layer, two stride-2 layers
+    blocks = residual_blocks * 8 * (4 * c / 16)  # two paddings, convolutions, normalizations, a ReLU and the sum
+    up = (c + c + 3 * 2 * c / 4) + (2 * c + 2 * c + 3 * c) + (c + 3) + 3  # two upsamplings, the output layer
+    return math.ceil(down + blocks + up)
+
+
+def stylize_bytes(channels: int, residual_blocks: int, shape: Sequence[int]) -> int:
+    """Memory a forward pass over one image of ``shape`` (H, W) takes beyond the running process: the weights
+    and the feature maps held at its peak, in float32."""
+    height, width = shape
+    return 4 * (parameter_count(channels, residual_blocks) + height * width * (
+        STYLIZE_VALUES_PER_CHANNEL * channels + 16))
 
 
 def noise(count: int, shape: Sequence[int], generator: torch.Generator | None = None) -> torch.Tensor:

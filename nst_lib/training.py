@@ -30,11 +30,12 @@ import torch.nn.functional as F
 
 from . import profiles
 from .files import atomic_write, check_writable
-from .generator import Generator, noise, run_generator
+from .generator import (MAX_CHANNELS, MAX_RESIDUAL_BLOCKS, Generator, noise, parameter_count, run_generator,
+                        training_values)
 from .images import MAX_SIZE, MIN_SIZE, check_image
 from .losses import LossSpec, PerceptualLoss
 from .optimize import check_learning_rate, check_steps, check_styles, progress_bar
-from .vgg import VGG19, min_image_side
+from .vgg import VGG19, activation_values, free_memory, min_image_side
 
 CHECKPOINT_FORMAT = "nst_lib.generator/2"
 # Format 1 kept the loss and recipe settings flat in the config; reading one converts it.
@@ -46,6 +47,13 @@ SCHEDULES = ("cosine", "constant")
 FINAL_LR_FRACTION = 0.01
 # What checkpoints written before these recipe fields existed were trained with.
 LEGACY_RECIPE = {"scales": (1.0, 1.0), "schedule": "constant"}
+# Crops per step, bounded as the network's size is (Johnson et al.: 4).
+MAX_BATCH = 256
+# A training step's memory beyond the process that holds torch, the VGG-19 and the images: autograd's and
+# oneDNN's own buffers, and the VGG-19's peak over the feature maps it keeps (as executor.EVALUATION_FACTOR);
+# bench/generator_memory.py measures the estimate against the peak.
+TRAINING_OVERHEAD_BYTES = 2**30 * 2 // 5
+EVALUATION_FACTOR = 1.35
 
 
 class CheckpointError(ValueError):
@@ -77,6 +85,10 @@ class Recipe:
         blocks = self.residual_blocks
         if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
             raise ValueError(f"residual_blocks must be a whole number of at least 0, got {blocks!r}.")
+        for name, least, most in (("batch", 1, MAX_BATCH), ("channels", 1, MAX_CHANNELS),
+                                  ("residual_blocks", 0, MAX_RESIDUAL_BLOCKS)):
+            if getattr(self, name) > most:
+                raise ValueError(f"{name}={getattr(self, name)} is out of range: use {least} to {most}.")
         object.__setattr__(self, "lr", check_learning_rate(self.lr))
         object.__setattr__(self, "scales", _checked_scales(self.scales))
         if self.schedule not in SCHEDULES:
@@ -95,6 +107,26 @@ class Recipe:
         floor = self.lr * FINAL_LR_FRACTION
         return floor + (self.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0))) / 2
 
+    def memory(self, loss: LossSpec) -> int:
+        """Bytes a training step takes beyond the process that holds torch, the VGG-19 and the images: the
+        network with its gradients and Adam's two moments, and the feature maps that the generator and the
+        VGG-19 keep for the backward pass over ``batch`` crops (float32 throughout: bfloat16 takes less)."""
+        crop = (self.crop_size, self.crop_size)
+        per_crop = (training_values(self.channels, self.residual_blocks) * crop[0] * crop[1]
+                    + EVALUATION_FACTOR * activation_values(crop, loss.layers))
+        return int(TRAINING_OVERHEAD_BYTES + 4 * (4 * parameter_count(self.channels, self.residual_blocks)
+                                                  + self.batch * per_crop))
+
+    def check_memory(self, loss: LossSpec, device: torch.device) -> None:
+        """Raise a ValueError, before the network is made, when a training step would need more memory than
+        ``device`` has free (``memory``)."""
+        check_memory(
+            self.memory(loss), device,
+            f"Training {self.batch} crops of {self.crop_size} px at a time through a generator of {self.channels} "
+            f"channels and {self.residual_blocks} residual blocks",
+            "lower the batch, the crop size, the channels or the residual blocks",
+        )
+
     def check_crops(self, loss: LossSpec) -> None:
         """Raise a ValueError when the crops are too small for the loss's deepest layer."""
         smallest = max(min_image_side(loss.layers), MIN_SIZE)
@@ -104,6 +136,15 @@ class Recipe:
                 f"crop_size must be a whole number from {smallest} px (for these layers) to {MAX_SIZE} px, "
                 f"got {size!r}."
             )
+
+
+def check_memory(needed: int, device: torch.device, what: str, fix: str) -> None:
+    """Raise a one-sentence ValueError when ``what`` needs more than the ``needed`` bytes ``device`` has free."""
+    free, total = free_memory(device)
+    if needed > free:
+        where = f"the GPU {device}" if device.type == "cuda" else "this machine"
+        raise ValueError(f"{what} needs about {needed / 2**30:,.1f} GiB of memory, and {where} has "
+                         f"{free / 2**30:.1f} GiB free (of {total / 2**30:.1f} GiB): {fix}.")
 
 
 def _checked_scales(scales) -> tuple[float, float]:
@@ -228,6 +269,7 @@ def train_generator(
     if checkpoint is not None:
         check_checkpoint_path(checkpoint, resume)
     model = model if model is not None else VGG19()
+    recipe.check_memory(loss, model.device)  # before the network is made
     bfloat16 = model.uses_bfloat16(model.device)  # the generator runs in the precision the VGG-19 runs in
     contents = [_at_least(image, recipe.crop_size) for image in contents]
     config = {
@@ -408,6 +450,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 def _read_checkpoint(path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder: give the path of a checkpoint file in it (a .pt file written by "
+                              "train-generator).")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint not found: {path}.")
     try:

@@ -254,6 +254,40 @@ def pick_device(name: str = profiles.DEVICE) -> torch.device:
     return device
 
 
+def free_memory(device: torch.device) -> tuple[int, int]:
+    """(bytes free now, bytes in all) of the memory that work on ``device`` draws on: the GPU's own for CUDA,
+    else the machine's (what Linux calls available, within a cgroup's limit where there is one)."""
+    if device.type == "cuda":
+        return tuple(torch.cuda.mem_get_info(device))
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        free, total = (int(info[name].split()[0]) * 1024 for name in ("MemAvailable", "MemTotal"))
+    except (OSError, KeyError, ValueError):  # not Linux
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        return pages * size, pages * size
+    try:  # a container's limit (cgroup v2)
+        limit, used = (Path("/sys/fs/cgroup", name).read_text().strip() for name in ("memory.max", "memory.current"))
+        if limit != "max":
+            free, total = min(free, int(limit) - int(used)), min(total, int(limit))
+    except (OSError, ValueError):
+        pass
+    return free, total
+
+
+def activation_values(shape: tuple[int, int], layers) -> int:
+    """Values in the feature maps that a forward pass of one image of ``shape`` (H, W) up to the deepest of
+    ``layers`` keeps for its backward pass (each convolution's output, rectified in place, and each pooling's)."""
+    height, width = shape
+    deepest = max(LAYER_INDEX[name] for name in check_layers(layers))
+    total = 0
+    for name in LAYER_NAMES[: deepest + 1]:
+        block = int(name[4])  # conv1_1, relu1_1, pool1: the block's number
+        if not name.startswith("relu"):
+            scale = 2**block if name.startswith("pool") else 2 ** (block - 1)
+            total += BLOCKS[block - 1][0] * (height // scale) * (width // scale)
+    return total
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
