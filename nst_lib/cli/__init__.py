@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import signal
 import sys
+import warnings
 
 from ..assets import AssetError
 from ..files import Terminated, WriteError, terminate_as_interrupt
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with terminate_as_interrupt():
+        with terminate_as_interrupt(), warnings.catch_warnings():
+            warnings.showwarning = _say_warning
             args.handler(args)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
@@ -57,6 +59,12 @@ def main(argv=None) -> int:
         say_interrupted(stop, args)
         return 143 if _by_sigterm(stop) else 130
     return 0
+
+
+def _say_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning (an image stretched, or enlarged many times) as one line on stderr, as errors are said."""
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()
 
 
 def run() -> None:
