@@ -157,7 +157,8 @@ def tradeoff_curves(curves: Mapping[str, Sequence[tuple[float, float, str]]], *,
         points = sorted(points)
         (line,) = axis.plot([c for c, _, _ in points], [s for _, s, _ in points], marker="o", label=literal(name))
         for content, style, label in points:  # the first curve's labels above its points, the others' below
-            axis.annotate(literal(label), (content, style), textcoords="offset points", xytext=(6, 5 if index == 0 else -11),
+            axis.annotate(literal(label), (content, style), textcoords="offset points",
+                          xytext=(6, 5 if index == 0 else -11),
                           fontsize=8, color=line.get_color())
     axis.set_xscale("log")
     axis.set_yscale("log")

@@ -35,7 +35,8 @@ import torch
 
 from . import profiles
 from .assets import resolve
-from .executor import InProcess, Job, JobError, ModelSpec, code_fingerprint, executor_from, measure_threads, worker_model
+from .executor import (InProcess, Job, JobError, ModelSpec, code_fingerprint, executor_from, measure_threads,
+                       worker_model)
 from .figures import contact_sheet, save_figure
 from .files import WriteError, atomic_write, check_folder, same_file
 from .images import check_size, load_image, save_image
@@ -150,7 +151,10 @@ def _check_sides(cell: dict, job: Job) -> None:
     smallest = min_image_side(layers)
     deepest = max(layers, key=LAYER_INDEX.get)
     content, styles = job.options["content"], job.options["styles"]
-    pictures = [(cell["content"], content.shape[-2:])] if content is not None else [("the texture", job.options["shape"])]
+    if content is not None:
+        pictures = [(cell["content"], content.shape[-2:])]
+    else:
+        pictures = [("the texture", job.options["shape"])]
     pictures += [(cell["style"], style.shape[-2:]) for style in styles]
     for name, (height, width) in pictures:
         if min(height, width) < smallest:

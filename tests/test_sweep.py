@@ -249,8 +249,8 @@ def test_a_sweep_sent_to_a_server_that_is_not_a_dask_scheduler_stops_within_the_
     with web_server() as address:
         started = time.monotonic()
         done = subprocess.run([sys.executable, "-m", "nst_lib", "sweep", "--content", str(content), "--style",
-                               str(style), "--size", "32", "--steps", "2", "--weights", "random", "--scheduler", address,
-                               "-o", str(tmp_path / "remote")], capture_output=True, text=True, timeout=90)
+                               str(style), "--size", "32", "--steps", "2", "--weights", "random", "--scheduler",
+                               address, "-o", str(tmp_path / "remote")], capture_output=True, text=True, timeout=90)
     assert done.returncode == 2 and done.stderr.startswith(f"error: {address} answers, but not as a Dask scheduler")
     assert len(done.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 60
     assert not (tmp_path / "remote").exists()  # no empty cells/ folder
