@@ -142,7 +142,7 @@ def check_memory(needed: int, device: torch.device, what: str, fix: str) -> None
     """Raise a one-sentence ValueError when ``what`` needs more than the ``needed`` bytes ``device`` has free."""
     free, total = free_memory(device)
     if needed > free:
-        where = f"the GPU {device}" if device.type == "cuda" else "this machine"
+        where = "this GPU" if device.type == "cuda" else "this machine"
         raise ValueError(f"{what} needs about {needed / 2**30:,.1f} GiB of memory, and {where} has "
                          f"{free / 2**30:.1f} GiB free (of {total / 2**30:.1f} GiB): {fix}.")
 
