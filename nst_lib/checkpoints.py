@@ -133,6 +133,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 def _read_checkpoint(path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder: give the path of a checkpoint file in it (a .pt file written by "
+                              "train-generator).")
     if not path.is_file():
         raise CheckpointError(f"Checkpoint not found: {path}.")
     try:

@@ -173,13 +173,65 @@ def connect(address: str, threads: int | None = None, timeout: str = CONNECT_TIM
     from distributed import Client
 
     try:
+        _check_scheduler(address, timeout)
         client = Client(address, timeout=timeout)
     except (OSError, TimeoutError, ValueError) as error:
+        if isinstance(error, NotAScheduler):
+            raise ValueError(str(error)) from None
         raise ValueError(
             f"Cannot reach a Dask scheduler at {address!r} ({type(error).__name__}): start one "
             f"(`dask scheduler`, then `dask worker {address}` on each machine) or unset {SCHEDULER_VARIABLE}."
         ) from None
     return DaskExecutor(client, threads=threads, name=f"scheduler {address}")
+
+
+class NotAScheduler(ValueError):
+    """Something answers at the address, but not a Dask scheduler."""
+
+
+def _check_scheduler(address: str, timeout: str) -> None:
+    """Raise, within ``timeout``, an OSError when nothing answers at ``address`` and a ``NotAScheduler``
+    when what answers is not a Dask scheduler. The client's own handshake waits without end on a server that
+    takes the connection and never speaks Dask (an HTTP server, such as the scheduler's dashboard)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dask.utils import parse_timedelta
+    from distributed.comm import connect as open_comm
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    seconds = parse_timedelta(timeout, "s")
+    scheme, place = parse_address(address)
+    reached = {}
+
+    async def identity() -> dict:
+        if scheme == "tcp":  # first the bare connection: refused or unanswered means nobody is there
+            _, writer = await asyncio.open_connection(*parse_host_port(place))
+            writer.close()
+        reached["yes"] = True
+        comm = await open_comm(address, timeout=seconds)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    def ask() -> dict:
+        return asyncio.run(asyncio.wait_for(identity(), seconds))
+
+    with ThreadPoolExecutor(1) as pool:  # a thread of its own: a notebook's kernel already runs an event loop
+        try:
+            reply = pool.submit(ask).result()
+        except Exception as error:  # whatever a stranger's bytes make of the handshake (even a MemoryError)
+            if not reached:
+                raise OSError(str(error)) from None
+            reply = None
+    kind = reply.get("type") if isinstance(reply, dict) else None
+    if kind != "Scheduler":
+        what = f"is a Dask {kind.lower()}, not the scheduler" if isinstance(kind, str) else (
+            f"answers, but not as a Dask scheduler (no scheduler's handshake within {seconds:g} s)")
+        raise NotAScheduler(f"{address} {what}: give the scheduler's own address (`dask scheduler` prints it; "
+                            "port 8786 by default), not its dashboard's or another server's.")
 
 
 def gpu_worker_spec(gpus: int, threads: int = 1, memory_limit: int | str = "auto") -> dict:
@@ -262,17 +314,26 @@ def _start(layout: Layout, gpus: bool) -> DaskExecutor:
 
 
 def _ignoring_ctrl_c():
-    """A worker plugin by which a local cluster's workers ignore SIGINT. A terminal's Ctrl-C reaches every
-    process the command started, and each worker would print its own traceback; this process stops them
-    (``DaskExecutor.close``) and says what was written. Workers started later (after one died) get it too."""
+    """A worker plugin by which a local cluster's workers ignore SIGINT and SIGTERM. A terminal's Ctrl-C, or
+    a SIGTERM sent to the process group (a CI timeout, ``kill -- -PID``), reaches every process the command
+    started, and each worker would print its own traceback; this process stops them (``DaskExecutor.close``)
+    and says what was written. Workers started later (after one died) get it too.
+
+    A worker still in the middle of an optimization when the cluster closes is killed (SIGKILL), which leaves
+    behind the semaphore of tqdm's lock across processes, and Python warns of a "leaked semaphore" at exit; a
+    worker's progress bars are off, so it takes a lock within the process instead."""
     from distributed.diagnostics.plugin import WorkerPlugin
 
     class IgnoringCtrlC(WorkerPlugin):
         name = "nst-ignoring-ctrl-c"
 
         def setup(self, worker):
+            from tqdm import tqdm
+
+            tqdm.set_lock(threading.RLock())
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     return IgnoringCtrlC()
 
@@ -312,6 +373,7 @@ def executor_from(
     ``kind`` (or ``NST_EXECUTOR``) is "inprocess", "local" (a cluster on this machine) or "auto"
     (a local cluster above ``IN_PROCESS_CORES`` cores, else in-process); ``threads`` (or
     ``NST_THREADS``) are torch threads per optimization."""
+    given = scheduler or None
     if not scheduler:  # an address given here outranks NST_EXECUTOR; else both come from the environment
         scheduler = os.environ.get(SCHEDULER_VARIABLE) or None
         kind = kind or os.environ.get(EXECUTOR_VARIABLE)
@@ -319,6 +381,11 @@ def executor_from(
     threads = threads or _threads_from_environment()
     if kind not in EXECUTORS:
         raise ValueError(f"Unknown executor {kind!r}: choose {', '.join(EXECUTORS)}, or give a scheduler address.")
+    if scheduler and kind == "inprocess":
+        if given is not None:
+            raise ValueError(f"The executor 'inprocess' runs the batch here and the scheduler {scheduler} names a "
+                             "cluster (--executor, --scheduler): give one of them.")
+        log(f"{SCHEDULER_VARIABLE}={scheduler} is set, but the batch runs in this process, as asked.")
     if scheduler and kind != "inprocess":
         executor = connect(scheduler, threads)
         announce_dashboard(executor, log)

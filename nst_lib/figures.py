@@ -21,6 +21,12 @@ MAX_TILE_INCHES = 2.8
 LABEL_POINTS = 9
 
 
+def literal(text) -> str:
+    """``text`` as matplotlib should draw it, letter for letter: its dollar signs escaped, so that a file name
+    such as 'cost $5 and $10.png' is not read as mathtext (nor fails to parse as it, after all the compute)."""
+    return str(text).replace("$", r"\$")
+
+
 def _wrapped(label: str, characters: int) -> str:
     return "\n".join(textwrap.fill(line, characters, break_long_words=False) or line for line in label.split("\n"))
 
@@ -56,7 +62,7 @@ def grid(
     tile_inches = min(max(width / DPI, MIN_TILE_INCHES), MAX_TILE_INCHES)
     # Captions wrap to their tile's width (about 0.55 em per character) instead of running into the next tile.
     characters = max(8, int(tile_inches * 72 / (LABEL_POINTS * 0.55)))
-    labels = [_wrapped(str(label), characters) for label in labels]
+    labels = [literal(_wrapped(str(label), characters)) for label in labels]
     lines = max(label.count("\n") + 1 for label in labels)
     figure, axes = plt.subplots(
         rows,
@@ -72,7 +78,7 @@ def grid(
         axis.imshow(_as_array(image), interpolation="nearest" if enlarged else "antialiased")
         axis.set_title(label, fontsize=LABEL_POINTS)
     if title:
-        figure.suptitle(title, fontsize=12)
+        figure.suptitle(literal(title), fontsize=12)
     figure.tight_layout()
     return figure
 
@@ -97,16 +103,16 @@ def loss_curves(
     for axis, term in zip(axes[0], terms):
         for label, history in histories.items():
             if term in history:
-                (line,) = axis.plot(range(1, len(history[term]) + 1), history[term], label=label)
+                (line,) = axis.plot(range(1, len(history[term]) + 1), history[term], label=literal(label))
                 for evaluation in (marks or {}).get(label, ()):
                     axis.axvline(evaluation, color=line.get_color(), linestyle="--", linewidth=0.8, alpha=0.8)
         axis.set_yscale("log")
-        axis.set_xlabel(xlabel)
+        axis.set_xlabel(literal(xlabel))
         axis.set_ylabel(f"{term} loss (relative)")
         axis.grid(True, alpha=0.3)
     axes[0][-1].legend(fontsize=8)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(literal(title))
     figure.tight_layout()
     return figure
 
@@ -124,7 +130,7 @@ def equivalence_curves(
     for index, (label, values) in enumerate(totals.items()):
         best = [min(values[: i + 1]) for i in range(len(values))]
         colour = f"C{index % 10}"
-        axis.plot(range(1, len(best) + 1), best, color=colour, label=label)
+        axis.plot(range(1, len(best) + 1), best, color=colour, label=literal(label))
         if label in levels:
             level = levels[label]
             axis.axhline(level, color=colour, linestyle="--", linewidth=0.8)
@@ -135,9 +141,9 @@ def equivalence_curves(
     axis.set_xlabel("L-BFGS evaluations of the per-image optimization")
     axis.set_ylabel("best total loss so far")
     axis.grid(True, alpha=0.3)
-    axis.legend(fontsize=8, title=f"dashed: {level_label}", title_fontsize=8)
+    axis.legend(fontsize=8, title=literal(f"dashed: {level_label}"), title_fontsize=8)
     if title:
-        axis.set_title(title, fontsize=10)
+        axis.set_title(literal(title), fontsize=10)
     figure.tight_layout()
     return figure
 
@@ -149,9 +155,10 @@ def tradeoff_curves(curves: Mapping[str, Sequence[tuple[float, float, str]]], *,
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     for index, (name, points) in enumerate(curves.items()):
         points = sorted(points)
-        (line,) = axis.plot([c for c, _, _ in points], [s for _, s, _ in points], marker="o", label=name)
+        (line,) = axis.plot([c for c, _, _ in points], [s for _, s, _ in points], marker="o", label=literal(name))
         for content, style, label in points:  # the first curve's labels above its points, the others' below
-            axis.annotate(label, (content, style), textcoords="offset points", xytext=(6, 5 if index == 0 else -11),
+            axis.annotate(literal(label), (content, style), textcoords="offset points",
+                          xytext=(6, 5 if index == 0 else -11),
                           fontsize=8, color=line.get_color())
     axis.set_xscale("log")
     axis.set_yscale("log")
@@ -160,7 +167,7 @@ def tradeoff_curves(curves: Mapping[str, Sequence[tuple[float, float, str]]], *,
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=8)
     if title:
-        axis.set_title(title, fontsize=10)
+        axis.set_title(literal(title), fontsize=10)
     figure.tight_layout()
     return figure
 
@@ -252,12 +259,12 @@ def contact_sheet(
             axis.imshow(_as_array(image), interpolation="nearest" if enlarged else "antialiased")
         else:
             axis.set_facecolor("#eeeeee")
-        axis.set_xlabel(captions[r][c] if captions else "", fontsize=7)
+        axis.set_xlabel(literal(captions[r][c]) if captions else "", fontsize=7)
         if r == 0:
-            axis.set_title(column_labels[c], fontsize=8, fontweight="bold")
+            axis.set_title(literal(column_labels[c]), fontsize=8, fontweight="bold")
         if c == 0:
-            axis.set_ylabel(row_labels[r], fontsize=8, fontweight="bold")
+            axis.set_ylabel(literal(row_labels[r]), fontsize=8, fontweight="bold")
     if title:
-        figure.suptitle(title, fontsize=11)
+        figure.suptitle(literal(title), fontsize=11)
     figure.tight_layout()
     return figure

@@ -30,10 +30,23 @@ from . import profiles
 from .images import MAX_SIZE, MIN_SIZE, check_image
 from .losses import LossSpec
 from .optimize import check_learning_rate, check_steps
+from .sizing import EVALUATION_FACTOR, activation_values, check_memory
 from .vgg import fast_bfloat16, min_image_side
 
 # The network downsamples twice by 2: sides are padded to a multiple of this.
 STRIDE = 4
+# Bounds on the network's size, as images.MAX_SIZE bounds an image's (Johnson et al.: 32 channels, 5 blocks).
+MAX_CHANNELS = 128
+MAX_RESIDUAL_BLOCKS = 32
+# Per pixel of the input, per channel of the first layer: the values a forward pass holds at once at its peak
+# (about 7.8 measured by bench/generator_memory.py, in float32 at 512 to 2048 px).
+STYLIZE_VALUES_PER_CHANNEL = 8
+# Crops per step, bounded as the network's size is (Johnson et al.: 4).
+MAX_BATCH = 256
+# A training step's memory beyond the process that holds torch, the VGG-19 and the images: autograd's and
+# oneDNN's own buffers (the VGG-19's peak over the feature maps it keeps is sizing.EVALUATION_FACTOR);
+# bench/generator_memory.py measures the estimate against the peak.
+TRAINING_OVERHEAD_BYTES = 2**30 * 2 // 5
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -97,6 +110,31 @@ class Generator(nn.Module):
         if pad_h or pad_w:
             images = F.pad(images, (0, pad_w, 0, pad_h), mode="reflect")
         return torch.sigmoid(self.layers(images))[..., :height, :width]
+
+
+def parameter_count(channels: int, residual_blocks: int) -> int:
+    """The network's number of weights, counted without making it."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in Generator(channels, residual_blocks).parameters())
+
+
+def training_values(channels: int, residual_blocks: int) -> int:
+    """Per pixel of a training crop: the values in the feature maps that the generator's forward pass keeps
+    for its backward pass (each padding, convolution, normalization and ReLU output, in units of one channel
+    at the crop's own size: a stride-2 layer's map of 2c channels counts c/2)."""
+    c = channels
+    down = 3 + 3 * c + (c + 3 * 2 * c / 4) + (2 * c / 4 + 3 * 4 * c / 16)  # the 9x9 input layer, two stride-2 layers
+    blocks = residual_blocks * 8 * (4 * c / 16)  # two paddings, convolutions, normalizations, a ReLU and the sum
+    up = (c + c + 3 * 2 * c / 4) + (2 * c + 2 * c + 3 * c) + (c + 3) + 3  # two upsamplings, the output layer
+    return math.ceil(down + blocks + up)
+
+
+def stylize_bytes(channels: int, residual_blocks: int, shape: Sequence[int]) -> int:
+    """Memory a forward pass over one image of ``shape`` (H, W) takes beyond the running process: the weights
+    and the feature maps held at its peak, in float32."""
+    height, width = shape
+    return 4 * (parameter_count(channels, residual_blocks) + height * width * (
+        STYLIZE_VALUES_PER_CHANNEL * channels + 16))
 
 
 def noise(count: int, shape: Sequence[int], generator: torch.Generator | None = None) -> torch.Tensor:
@@ -199,6 +237,10 @@ class Recipe:
         blocks = self.residual_blocks
         if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
             raise ValueError(f"residual_blocks must be a whole number of at least 0, got {blocks!r}.")
+        for name, least, most in (("batch", 1, MAX_BATCH), ("channels", 1, MAX_CHANNELS),
+                                  ("residual_blocks", 0, MAX_RESIDUAL_BLOCKS)):
+            if getattr(self, name) > most:
+                raise ValueError(f"{name}={getattr(self, name)} is out of range: use {least} to {most}.")
         object.__setattr__(self, "lr", check_learning_rate(self.lr))
         object.__setattr__(self, "scales", _checked_scales(self.scales))
         if self.schedule not in SCHEDULES:
@@ -216,6 +258,26 @@ class Recipe:
         progress = step / max(self.steps - 1, 1)
         floor = self.lr * FINAL_LR_FRACTION
         return floor + (self.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0))) / 2
+
+    def memory(self, loss: LossSpec) -> int:
+        """Bytes a training step takes beyond the process that holds torch, the VGG-19 and the images: the
+        network with its gradients and Adam's two moments, and the feature maps that the generator and the
+        VGG-19 keep for the backward pass over ``batch`` crops (float32 throughout: bfloat16 takes less)."""
+        crop = (self.crop_size, self.crop_size)
+        per_crop = (training_values(self.channels, self.residual_blocks) * crop[0] * crop[1]
+                    + EVALUATION_FACTOR * activation_values(crop, loss.layers))
+        return int(TRAINING_OVERHEAD_BYTES + 4 * (4 * parameter_count(self.channels, self.residual_blocks)
+                                                  + self.batch * per_crop))
+
+    def check_memory(self, loss: LossSpec, device: torch.device) -> None:
+        """Raise a ValueError, before the network is made, when a training step would need more memory than
+        ``device`` has free (``memory``)."""
+        check_memory(
+            self.memory(loss), device,
+            f"Training {self.batch} crops of {self.crop_size} px at a time through a generator of {self.channels} "
+            f"channels and {self.residual_blocks} residual blocks",
+            "lower the batch, the crop size, the channels or the residual blocks",
+        )
 
     def check_crops(self, loss: LossSpec) -> None:
         """Raise a ValueError when the crops are too small for the loss's deepest layer."""

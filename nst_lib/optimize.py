@@ -25,6 +25,7 @@ import numbers
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -415,10 +416,23 @@ def _output_shape(content, styles, shape, layers) -> tuple[int, int]:
 
 def _start_image(init, content, shape, seed) -> torch.Tensor:
     if isinstance(init, torch.Tensor):
+        _check_init_shape(init, shape)
         return init
     if init == "noise":
         return torch.rand((1, 3, *shape), generator=torch.Generator().manual_seed(seed))
     return content
+
+
+def _check_init_shape(init: torch.Tensor, shape: tuple[int, int]) -> None:
+    """Warn, before any work, when an init image of another shape than the picture's is stretched to it."""
+    (height, width), (init_height, init_width) = shape, init.shape[-2:]
+    if abs(math.log((init_height / init_width) / (height / width))) > math.log(1.02):  # more than rounding
+        def form(w, h):
+            return f"{w}x{h} px ({'portrait' if h > w else 'landscape' if w > h else 'square'})"
+
+        warnings.warn(f"The init image is {form(init_width, init_height)} and the picture {form(width, height)}: it "
+                      "is stretched to the picture's shape; crop it to that shape to start from it undistorted.",
+                      stacklevel=4)
 
 
 def pyramid(shape: tuple[int, int], scales: int, loss: LossSpec) -> list[tuple[int, ...]]:

@@ -40,6 +40,11 @@ SEED = 0
 EXPLORER_INIT = "content"
 EXPLORER_STEPS = 50
 
+# The report's style-weight sweep (content weight 1, from noise).
+STYLE_WEIGHT_SWEEP = (1.0, 1e2, 1e3, 1e4, 1e6)
+# A sweep of more cells than this runs only when asked for by name (--max-cells).
+SWEEP_MAX_CELLS = 1000
+
 # Feed-forward generators, as in Johnson et al. (2016). A learning rate of 3e-3
 # already threw the training off course in its first steps on the named images.
 GENERATOR_CHANNELS = 32

@@ -18,10 +18,19 @@
    device, commit and times in its header;
 4. only then does the new report replace the old one, so a failed or
    interrupted build leaves the previous report as it was.
+
+The build marks each folder it makes (the report, and beside it ``.partial``
+while building and ``.old`` while swapping) with ``MARKER``, which lists
+everything it wrote there, and it replaces or removes only such folders and
+only what they list: an existing folder that is not a report is refused before
+any work, and so is a report folder that holds something the build did not
+write. Paths (weights, pictures, the asset mirror and cache) are made absolute
+before the notebooks run in their own folders.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -32,6 +41,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import keys, profiles
+from .assets import CACHE_VARIABLE, MIRROR_VARIABLE
 from .cluster import served
 from .files import Interrupted, WriteError, atomic_write, check_folder
 from .images import image_files_in
@@ -39,11 +49,14 @@ from .notebook import PROGRESS_VARIABLE, RESULTS_VARIABLE
 from .page import render
 from .profiles import get_profile
 from .store import Store
-from .vgg import WeightsError, weights_file
+from .vgg import WeightsError, weights_file, weights_source
 
 SECTION_FILE = "section.json"
 # Beside the report folder, the build makes <name>.partial and, while swapping, <name>.old.
 SPARES = (".partial", ".old")
+# In every folder the build makes: what it wrote there (the folder's entries, as relative paths).
+MARKER = ".nst-report.json"
+MARKER_FORMAT = "nst_lib.report/1"
 # The section that shows a reader's own photographs: built only when some are given.
 PICTURES = "05_your_pictures"
 
@@ -145,8 +158,9 @@ def build(
     """
     get_profile(profile)  # an unknown profile is one sentence, before anything else
     _check_overrides(size, steps)
+    weights = weights_source(weights)  # a kernel works in its section's folder: a relative path would miss
     pictures = check_pictures(photos, paintings, album)
-    output = Path(output).resolve()
+    output = _check_output(output)
     partial = output.with_name(output.name + ".partial")
     _check_place(output, pictures)
     _recover(output)
@@ -156,23 +170,48 @@ def build(
     chosen = [nb for nb in chosen if pictures or nb.stem != PICTURES]
     if not chosen:
         raise ValueError(f"No notebook in {notebook_folder()} matches {only}.")
-    _make_folder(partial)
-    Store(partial / profiles.RESULTS).carry(output / profiles.RESULTS)
     settings = {"profile": profile, "size": size, "steps": steps, "device": device, "weights": weights, **pictures}
+    _absolute_asset_places()
     done: list[dict] = []
     where = {"scheduler": scheduler, "threads": threads, "device": device, "size": get_profile(profile, size=size).size}
     try:
-        with served(executor, **where, log=log):
+        with served(executor, **where, log=log):  # first: a cluster that cannot be reached leaves no folder
+            _make_folder(partial)
+            Store(partial / profiles.RESULTS).carry(output / profiles.RESULTS)
             _build_sections(chosen, settings, partial, output, log, done)
         kept = [] if not only else _keep_others(chosen, partial, output, log)
         order = [nb.name for nb in notebooks()]
         sections = sorted(done + kept, key=lambda section: order.index(section["notebook"]))
         with atomic_write(partial / "index.html", "w") as handle:
             handle.write(render(partial, sections))
+        _mark(partial)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(output, partial, chosen, done)) from None
-    _swap(partial, output)
+    _swap(partial, output, log)
     return output / "index.html"
+
+
+def _check_output(output) -> Path:
+    """The report folder as an absolute path; refused in one sentence when it is the root of the file system
+    or the current folder (or holds it), which the build would replace."""
+    given = output
+    output = Path(output).resolve()
+    if output == Path(output.anchor):
+        raise ValueError(f"The report folder {given} is the root of the file system: give a folder for the "
+                         "report, such as report/quick.")
+    here = Path.cwd().resolve()
+    if output == here or output in here.parents:
+        raise ValueError(f"The report folder {given} is the current folder{' or holds it' * (output != here)}, "
+                         "which the build would replace: give a folder for the report, such as report/quick.")
+    return output
+
+
+def _absolute_asset_places() -> None:
+    """Make a relative asset mirror or cache folder absolute: the notebooks' kernels work in other folders."""
+    for name in (MIRROR_VARIABLE, CACHE_VARIABLE):
+        value = os.environ.get(name)
+        if value and not os.path.isabs(os.path.expanduser(value)):
+            os.environ[name] = os.path.abspath(os.path.expanduser(value))
 
 
 def _check_overrides(size, steps) -> None:
@@ -187,8 +226,9 @@ def _check_overrides(size, steps) -> None:
 
 def _check_place(output: Path, pictures: dict) -> None:
     """Refuse, before any work, a report folder that is a file, cannot be made or replaced
-    (``files.check_folder``), has a file in the way of the build's folders, or holds one of the reader's
-    pictures (which the build would replace with the folder)."""
+    (``files.check_folder``), is a folder the build did not make or holds something it did not write
+    (``built_entries``), has a file or a folder not the build's in the way of the build's folders, or holds
+    one of the reader's pictures (which the build would replace with the folder)."""
     if output.exists() and not output.is_dir():
         raise ValueError(f"{output} is a file, not a report folder: give a folder (it is made if missing).")
     check_folder(output, "the report folder", beside=SPARES)
@@ -203,11 +243,79 @@ def _check_place(output: Path, pictures: dict) -> None:
         if inside:
             raise ValueError(f"{source} is inside the report folder {inside[0]}, which the build replaces: copy it "
                              "elsewhere first, or build elsewhere.")
+    _check_built(output)
+    _check_built(output.with_name(output.name + ".old"), spare=True)
+    partial = output.with_name(output.name + ".partial")
+    if partial.is_dir() and built_entries(partial) is None:
+        raise ValueError(f"{partial} is not an unfinished build of this report (it has no {MARKER}) but is where "
+                         "the build works: move it away, or build elsewhere.")
+
+
+def _check_built(folder: Path, spare: bool = False) -> None:
+    """Refuse a folder at ``folder`` (the report's, or with ``spare`` the one the previous report is moved to
+    while swapping) that the build did not make, or that holds something the build did not write."""
+    if not folder.is_dir():
+        return
+    listed = built_entries(folder)
+    if listed is None:
+        held = sorted(entry.name for entry in folder.iterdir())
+        holds = f"it holds {held[0]}{' and more' * (len(held) > 1)}, and no {MARKER}"
+        if spare:
+            raise ValueError(f"{folder} is not a previous report kept by the build ({holds}), but the build needs "
+                             "that name while it swaps: move it away, or build elsewhere.")
+        if "sweep.json" in held or (folder / "cells").is_dir():
+            raise ValueError(f"{folder} is a sweep's folder, not a report's, and the build would replace it: give "
+                             "the report a folder of its own.")
+        raise ValueError(f"{folder} is not a report ({holds}), and the build would replace it: give a new or empty "
+                         "folder, or the folder of an earlier report.")
+    foreign = sorted(_entries(folder) - listed)
+    if foreign:
+        others = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise ValueError(f"{folder / foreign[0]}{others} was not written by the report build, which "
+                         f"{'removes' if spare else 'replaces'} {folder}: move it out first.")
+
+
+def built_entries(folder: Path) -> set[str] | None:
+    """What the build wrote in ``folder``, as paths relative to it: the entries its ``MARKER`` lists, every entry
+    of a report built before reports were marked (index.html, section folders and the results, nothing else), none for an
+    empty folder; None when the folder is not the build's."""
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+    except FileNotFoundError:
+        entries = list(folder.iterdir())
+        sections = [entry for entry in entries if entry.is_dir() and (
+            (entry / SECTION_FILE).is_file() or entry.name == profiles.RESULTS)]
+        if not entries:
+            return set()
+        if (folder / "index.html").is_file() and sections and len(sections) == len(entries) - 1:
+            return _entries(folder)
+        return None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT or not isinstance(
+            marker.get("entries"), list):
+        return None
+    return {str(entry) for entry in marker["entries"]}
+
+
+def _entries(folder: Path) -> set[str]:
+    """Everything inside ``folder`` (files, links and folders, at any depth) but its marker, as relative paths."""
+    return {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path != folder / MARKER}
+
+
+def _mark(folder: Path) -> None:
+    """Write ``folder``'s ``MARKER``: everything in it now, which the build wrote."""
+    entries = sorted(_entries(folder))  # before the marker's own temporary file appears
+    with atomic_write(folder / MARKER, "w") as handle:
+        json.dump({"format": MARKER_FORMAT, "entries": entries}, handle, indent=0)
 
 
 def _make_folder(folder: Path) -> None:
+    """Make the build's folder, marked as the build's from the start (``_check_place`` has refused another)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / MARKER).exists():
+            _mark(folder)
     except OSError as error:
         raise WriteError(f"Cannot make the report folder {folder} ({error.strerror or error}).") from None
 
@@ -359,11 +467,14 @@ def _copy_section(source: Path, folder: Path) -> None:
     copy.rename(folder)
 
 
-def _swap(partial: Path, output: Path) -> None:
+def _swap(partial: Path, output: Path, log=print) -> None:
     """Replace ``output`` by ``partial`` with two renames; an interrupt between them puts ``output`` back (and
-    ``_recover`` mends a crash there)."""
+    ``_recover`` mends a crash there). Of the previous report only what the build wrote is removed
+    (``_remove_built``): anything else found there by now is kept in ``<name>.old``, and said."""
     old = output.with_name(output.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
+    if old.exists() and _remove_built(old):
+        raise WriteError(f"{old} holds what the build did not write: move it away (the new report is complete in "
+                         f"{partial}, and the next build reuses its sections).")
     if output.exists():
         output.rename(old)
     try:
@@ -371,7 +482,29 @@ def _swap(partial: Path, output: Path) -> None:
     except BaseException:
         _recover(output)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    left = _remove_built(old)
+    if left:
+        log(f"report: {old} keeps what the build did not write, found in the previous report: {', '.join(left[:3])}"
+            f"{' ...' * (len(left) > 3)}")
+
+
+def _remove_built(folder: Path) -> list[str]:
+    """Remove from ``folder`` what the build wrote (``built_entries``), then the folder if nothing else is in it;
+    return what is left, which the build did not write."""
+    if not folder.is_dir():
+        return []
+    listed = built_entries(folder) or set()
+    for name in sorted(listed, key=lambda name: name.count("/"), reverse=True):  # the deepest first
+        path = folder / name
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()  # only once empty: a folder that still holds something else stays
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    with contextlib.suppress(OSError):
+        (folder / MARKER).unlink(missing_ok=True)
+        folder.rmdir()
+    return sorted(_entries(folder)) if folder.exists() else []
 
 
 def _recover(output: Path) -> None:

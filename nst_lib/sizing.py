@@ -11,13 +11,14 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from . import profiles
 from .jobs import torch_threads
 from .losses import LossSpec
-from .vgg import LAYER_NAMES, VGG19, layer_channels, layer_scale
+from .vgg import LAYER_INDEX, LAYER_NAMES, VGG19, check_layers, layer_channels, layer_scale
 
 # Up to this many cores one process with all of them beats a cluster (see bench/fanout.py).
 IN_PROCESS_CORES = 2
@@ -45,12 +46,13 @@ PROCESS_BYTES = 950 * 2**20
 EVALUATION_FACTOR = 1.35
 
 
-def activation_values(shape: tuple[int, int], deepest: str = "conv5_1") -> int:
-    """Values in the feature maps a forward pass up to ``deepest`` keeps for its backward pass
-    (each convolution's output, rectified in place, and each pooling's)."""
+def activation_values(shape: tuple[int, int], layers: Sequence[str] = ("conv5_1",)) -> int:
+    """Values in the feature maps that a forward pass of one image of ``shape`` (H, W) up to the deepest of
+    ``layers`` keeps for its backward pass (each convolution's output, rectified in place, and each pooling's)."""
     height, width = shape
+    deepest = max(LAYER_INDEX[name] for name in check_layers(layers))
     total = 0
-    for name in LAYER_NAMES[: LAYER_NAMES.index(deepest) + 1]:
+    for name in LAYER_NAMES[: deepest + 1]:
         if not name.startswith("relu"):
             scale = layer_scale(name)
             total += layer_channels(name) * (height // scale) * (width // scale)
@@ -63,6 +65,35 @@ def optimization_bytes(shape: tuple[int, int], bytes_per_value: int = 4) -> int:
     evaluation = EVALUATION_FACTOR * activation_values(shape) * bytes_per_value
     history = 2 * profiles.HISTORY_SIZE * 3 * shape[0] * shape[1] * 4
     return int(PROCESS_BYTES + evaluation + history)
+
+
+def free_memory(device: torch.device) -> tuple[int, int]:
+    """(bytes free now, bytes in all) of the memory that work on ``device`` draws on: the GPU's own for CUDA,
+    else the machine's (what Linux calls available, within a cgroup's limit where there is one)."""
+    if device.type == "cuda":
+        return tuple(torch.cuda.mem_get_info(device))
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        free, total = (int(info[name].split()[0]) * 1024 for name in ("MemAvailable", "MemTotal"))
+    except (OSError, KeyError, ValueError):  # not Linux
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        return pages * size, pages * size
+    try:  # a container's limit (cgroup v2)
+        limit, used = (Path("/sys/fs/cgroup", name).read_text().strip() for name in ("memory.max", "memory.current"))
+        if limit != "max":
+            free, total = min(free, int(limit) - int(used)), min(total, int(limit))
+    except (OSError, ValueError):
+        pass
+    return free, total
+
+
+def check_memory(needed: int, device: torch.device, what: str, fix: str) -> None:
+    """Raise a one-sentence ValueError when ``what`` needs more than the ``needed`` bytes ``device`` has free."""
+    free, total = free_memory(device)
+    if needed > free:
+        where = "this GPU" if device.type == "cuda" else "this machine"
+        raise ValueError(f"{what} needs about {needed / 2**30:,.1f} GiB of memory, and {where} has "
+                         f"{free / 2**30:.1f} GiB free (of {total / 2**30:.1f} GiB): {fix}.")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import csv
 import io
 import itertools
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,11 +42,13 @@ from .cluster import executor_from
 from .figures import contact_sheet, save_figure
 from .files import Interrupted, WriteError, atomic_write, check_folder, same_file
 from .images import check_size, load_image
-from .jobs import Job, JobError, ModelSpec
+from .jobs import InProcess, Job, JobError, ModelSpec, worker_model
 from .keys import code_fingerprint, job_key
-from .losses import LossSpec
+from .losses import LossSpec, check_weight
 from .optimize import INITS
+from .sizing import measure_threads
 from .store import Store
+from .vgg import LAYER_INDEX, min_image_side, weights_source
 
 # The axes a sweep can vary, in the order the cells are enumerated (the last varies fastest).
 AXES = ("content", "style", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
@@ -67,6 +70,7 @@ LOSS_TERMS = ("content", "style", "tv", "total")
 CELLS = "cells"
 # The files that sum a sweep up, in the order they are written.
 SUMMARY = ("sweep.json", "sweep.csv", "contact_sheet.png")
+MAX_CELLS = profiles.SWEEP_MAX_CELLS
 
 
 @dataclass
@@ -155,7 +159,26 @@ def _check(cell: dict) -> None:
         value = cell[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
             raise ValueError(f"{name} must be a whole number of at least {smallest}, got {value!r}.")
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        check_weight(cell[name], name)  # also a weight with no image to weigh: a typo is still a typo
     _loss(cell)  # checks layers and weights
+
+
+def _check_sides(cell: dict, job: Job) -> None:
+    """Refuse, before anything runs, a cell whose picture or style image is too small for its deepest layer."""
+    layers = _loss(cell).layers
+    smallest = min_image_side(layers)
+    deepest = max(layers, key=LAYER_INDEX.get)
+    content, styles = job.options["content"], job.options["styles"]
+    if content is not None:
+        pictures = [(cell["content"], content.shape[-2:])]
+    else:
+        pictures = [("the texture", job.options["shape"])]
+    pictures += [(cell["style"], style.shape[-2:]) for style in styles]
+    for name, (height, width) in pictures:
+        if min(height, width) < smallest:
+            raise ValueError(f"At size {cell['size']}, {name} is {width}x{height} px, but {deepest} needs a side of at "
+                             f"least {smallest} px: use a larger size or shallower layers (no cell was run).")
 
 
 class _Pictures:
@@ -216,9 +239,13 @@ def plan(
     cells = grid(axes, fixed)
     for cell in cells:
         _check(cell)
-    model = ModelSpec.unbuilt(device, weights=weights, pooling=pooling, precision=precision, pre_relu=pre_relu)
+    model = ModelSpec.unbuilt(device, weights=weights_source(weights), pooling=pooling, precision=precision,
+                              pre_relu=pre_relu)
     pictures = _Pictures()
-    return Plan(cells, [_job(cell, pictures) for cell in cells], model)
+    jobs = [_job(cell, pictures) for cell in cells]  # loads every picture: a missing one stops here
+    for cell, job in zip(cells, jobs):
+        _check_sides(cell, job)
+    return Plan(cells, jobs, model)
 
 
 def _plain(cell: dict) -> dict:
@@ -248,6 +275,7 @@ def sweep(
     threads: int | None = None,
     rows: Sequence[str] | None = None,
     columns: str | None = None,
+    max_cells: int = MAX_CELLS,
     progress: bool | str = True,
     log=print,
     **fixed,
@@ -257,22 +285,28 @@ def sweep(
     ``weights``, ``pooling``, ``precision``, ``pre_relu`` and ``device``: the VGG-19 (see ``vgg.VGG19``).
     ``executor``: an executor object (kept open), or a name for ``executor_from`` (with ``scheduler``
     and ``threads``), started here and closed at the end. ``rows``/``columns``: swept axes for the
-    contact sheet (default: the axis with the most values across, the others down).
+    contact sheet (default: the axis with the most values across, the others down; swept axes named in
+    neither are added to the rows, so that every cell has its tile). A grid of more than ``max_cells``
+    cells is refused. Everything that can be checked is checked before anything runs.
     """
     axes, repeated = distinct(axes)
+    _check_count(axes, fixed, max_cells)
     work = plan(axes, fixed, weights=weights, pooling=pooling, precision=precision, pre_relu=pre_relu,
                 device=device)
+    asked = list(rows or [])
     rows, columns = sheet_axes(axes, rows, columns)
     folder = Path(output)
     check_place(folder, work.cells)
     if repeated:
         log(f"sweep: {' and '.join(repeated)} gave a value more than once: each value is one cell")
+    if asked and rows != asked:
+        log(f"sweep: the contact sheet's rows also show {_and(rows[len(asked):])}, so that every cell has its tile")
     store = Store(folder / CELLS, log=lambda line: log(f"sweep: {line}"), noun="finished cell", remember=False)
     keys: list[str] = []
     written: list[str] = []
     try:
         owned = executor is None or isinstance(executor, str)
-        if owned:
+        if owned:  # before any folder is made: a cluster that cannot be reached leaves nothing behind
             size = max(cell["size"] for cell in work.cells)
             executor = executor_from(executor, scheduler=scheduler, threads=threads, device=device, size=size,
                                      tasks=len(work.cells), log=log)
@@ -285,6 +319,20 @@ def sweep(
         return _summarize(folder, store, records, rows, columns, log, written)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(folder, store, keys, written)) from None
+
+
+def _check_count(axes: Mapping[str, Sequence], fixed: Mapping[str, object], max_cells: int) -> None:
+    """Refuse a grid of more than ``max_cells`` cells before it is even listed: a slip in a list of values
+    can ask for days of work."""
+    try:
+        count = math.prod(len(values) for values in axes.values())
+        steps = list(axes.get("steps") or [fixed.get("steps", DEFAULTS["steps"])])
+        evaluations = f" ({count // len(steps) * sum(steps):,} evaluations)"
+    except TypeError:  # values that are not lists, or steps that are not numbers: grid() and _check() say so
+        return
+    if count > max_cells:
+        raise ValueError(f"This sweep has {count:,} cells{evaluations}, more than the {max_cells:,} a sweep runs "
+                         f"unasked: to run it, give --max-cells {count} (max_cells={count}), or sweep fewer values.")
 
 
 def check_place(folder: Path, cells: list[dict]) -> None:
@@ -325,7 +373,8 @@ def _run(executor, store: Store, work: Plan, keys: list[str], progress, log) -> 
         log(f"sweep: {done} of {len(keys)} cells already done, reused")
     todo = len(set(keys) - set(found))
     if todo:
-        log(f"sweep: {todo} cells on {executor.name}")
+        pending = [cell for cell, key in zip(work.cells, keys) if key not in found]
+        log(f"sweep: {todo} cells on {executor.name}: {_estimate(executor, work.model, pending)}")
     records: list[dict | None] = [None] * len(keys)
     notes = [{"settings": _plain(cell)} for cell in work.cells]
     outcomes = store.run(executor, work.model, work.jobs, keys, found=found, notes=notes, progress=progress,
@@ -338,6 +387,31 @@ def _run(executor, store: Store, work: Plan, keys: list[str], progress, log) -> 
         else:
             records[index] = _record(key, cell, outcome, reused)
     return records
+
+
+def _estimate(executor, model, cells: list[dict]) -> str:
+    """The evaluations ``cells`` will take and, in this process, about how long: one evaluation is measured at
+    the largest size, and the others are taken to cost in proportion to their pixels."""
+    evaluations = sum(cell["steps"] for cell in cells)
+    text = f"{evaluations:,} evaluations"
+    if not isinstance(executor, InProcess) or len(cells) < 2:
+        workers = getattr(executor, "workers", 1)
+        return text + (f" over {workers} workers" if workers > 1 else "")
+    size = max(cell["size"] for cell in cells)
+    network = worker_model(model) if isinstance(model, ModelSpec) else model
+    (per_evaluation,) = measure_threads(network, size, [executor.job_threads]).values()
+    seconds = sum(cell["steps"] * per_evaluation * (cell["size"] / size) ** 2 for cell in cells)
+    return f"{text}, about {_duration(seconds)} ({per_evaluation:.2g} s per evaluation at {size} px, measured now)"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _record(key: str, cell: dict, result, reused: bool) -> dict:
@@ -363,14 +437,21 @@ def _record(key: str, cell: dict, result, reused: bool) -> dict:
 
 
 def sheet_axes(axes: Mapping[str, Sequence], rows=None, columns=None) -> tuple[list[str], str | None]:
-    """Columns: ``columns`` or the swept axis with the most values; rows: ``rows`` or the other swept axes."""
+    """Columns: ``columns`` or the swept axis with the most values (of those not in ``rows``); rows: ``rows``,
+    then every other swept axis, so that each cell has a tile of its own. An axis named twice is refused."""
     swept = swept_axes(axes)
-    for name in [*(rows or []), *([columns] if columns else [])]:
+    named = [*(rows or []), *([columns] if columns else [])]
+    for name in named:
         if name not in swept:
             raise ValueError(f"{name!r} is not a swept axis: choose from {', '.join(swept) or 'none (one cell)'}.")
-    if columns is None and swept:
-        columns = max(swept, key=lambda name: len(axes[name]))
-    rows = list(rows) if rows is not None else [name for name in swept if name != columns]
+    twice = next((name for name in named if named.count(name) > 1), None)
+    if twice:
+        raise ValueError(f"The axis {twice!r} is named twice for the contact sheet: give each axis once, "
+                         "as rows or as the columns.")
+    rows = list(rows or [])
+    if columns is None and [name for name in swept if name not in rows]:
+        columns = max((name for name in swept if name not in rows), key=lambda name: len(axes[name]))
+    rows += [name for name in swept if name != columns and name not in rows]
     return rows, columns
 
 

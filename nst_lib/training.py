@@ -105,6 +105,8 @@ def train_generator(
     if checkpoint is not None:
         check_checkpoint_path(checkpoint, resume)
     model = model if model is not None else VGG19()
+    recipe.check_memory(loss, model.device)  # before the network is made
+    recipe.check_memory(loss, model.device)  # before the network is made
     bfloat16 = model.uses_bfloat16(model.device)  # the generator runs in the precision the VGG-19 runs in
     contents = [_at_least(image, recipe.crop_size) for image in contents]
     config = {

@@ -330,6 +330,26 @@ def weights_file(weights) -> Path | None:
     return path
 
 
+def weights_source(weights: str | os.PathLike) -> str:
+    """``weights`` as another process can take them, checked now: a named source ('oxford', 'torchvision',
+    'random') as it is, a state_dict file as its absolute path (a report's notebook kernels and a cluster's
+    workers work in other folders), read once here so that a bad file is one ``WeightsError`` before any work."""
+    if isinstance(weights, str) and weights in WEIGHT_SOURCES:
+        return weights
+    if not isinstance(weights, (str, os.PathLike)):
+        _load_weights(weights, profiles.SEED)  # its one-sentence error
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        raise WeightsError(f"The VGG-19 weights {path} are a folder: give the path of a state_dict file in it.")
+    if not path.exists() and (path.suffix or len(path.parts) > 1):
+        raise WeightsError(
+            f"The VGG-19 weights file {path} does not exist (looked for in {Path.cwd()}): give an existing "
+            "state_dict file, or 'oxford', 'torchvision' or 'random'."
+        )
+    _load_weights(path, profiles.SEED)
+    return str(path.resolve())
+
+
 def _fold_preprocessing(convs, channel_order, scale, shift):
     """Make conv1_1 accept RGB in [0, 1] instead of the network's own input.
 

@@ -1,6 +1,9 @@
 """Shared fixtures: small synthetic images and one Oxford VGG-19 for the session."""
 
+import contextlib
+import http.server
 import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +58,20 @@ def blobs(height=48, width=64) -> torch.Tensor:
     disc = ((x - 0.6) ** 2 + (y - 0.4) ** 2 < 0.05).astype(np.float32)
     image = np.stack([0.3 + 0.5 * x, 0.2 + 0.6 * disc, 0.8 - 0.5 * y], axis=0).astype(np.float32)
     return torch.from_numpy(image.clip(0, 1)).unsqueeze(0)
+
+
+@contextlib.contextmanager
+def web_server():
+    """For the block, the address of an HTTP server on this machine: what a Dask dashboard's port, or any
+    server that is not a Dask scheduler, answers with."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        yield f"tcp://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture

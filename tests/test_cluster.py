@@ -3,14 +3,15 @@ local cluster."""
 
 import os
 import re
+import time
 import tomllib
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import blobs, stripes, web_server
 from test_jobs import jobs
 
-from conftest import blobs, stripes
 from nst_lib import cluster as clusters
 from nst_lib import jobs as jobs_module
 from nst_lib import report
@@ -63,6 +64,53 @@ def test_the_executor_is_chosen_by_name_or_environment(monkeypatch):
 def test_an_unreachable_scheduler_is_one_sentence():
     with pytest.raises(ValueError, match=r"Cannot reach a Dask scheduler at 'tcp://127.0.0.1:9'.*dask scheduler"):
         clusters.connect("tcp://127.0.0.1:9", timeout="1s")
+
+
+def within(seconds: float, call):
+    """What ``call()`` raised or returned, or a failure when it has not ended within ``seconds``."""
+    import threading
+
+    ended = {}
+
+    def attempt():
+        try:
+            ended["returned"] = call()
+        except Exception as error:
+            ended["raised"] = error
+
+    waiting = threading.Thread(target=attempt, daemon=True)  # one that hangs is left behind, and fails the test
+    waiting.start()
+    waiting.join(seconds)
+    assert ended, f"still waiting after {seconds} s"
+    return ended
+
+
+def test_a_server_that_is_not_a_dask_scheduler_is_one_sentence_within_the_timeout():
+    with web_server() as address:
+        started = time.monotonic()
+        ended = within(30, lambda: clusters.connect(address, timeout="2s"))
+    assert isinstance(ended.get("raised"), ValueError), ended
+    assert str(ended["raised"]) == (
+        f"{address} answers, but not as a Dask scheduler (no scheduler's handshake within 2 s): give the "
+        "scheduler's own address (`dask scheduler` prints it; port 8786 by default), not its dashboard's or another "
+        "server's.")
+    assert time.monotonic() - started < 5
+
+
+def test_a_worker_is_not_taken_for_the_scheduler(cluster):
+    worker = next(iter(cluster.client.scheduler_info()["workers"]))
+    with pytest.raises(ValueError, match=f"^{worker} is a Dask worker, not the scheduler: give the scheduler's own"):
+        clusters.connect(worker, timeout="5s")
+
+
+def test_in_process_and_a_scheduler_are_not_both_asked_for(monkeypatch):
+    with pytest.raises(ValueError, match="The executor 'inprocess' runs the batch here and the scheduler "
+                                         r"tcp://127.0.0.1:9 names a cluster \(--executor, --scheduler\): give one"):
+        clusters.executor_from("inprocess", scheduler="tcp://127.0.0.1:9")
+    monkeypatch.setenv("NST_SCHEDULER", "tcp://127.0.0.1:9")  # the environment's address gives way, and says so
+    said = []
+    assert isinstance(clusters.executor_from("inprocess", log=said.append), InProcess)
+    assert said == ["NST_SCHEDULER=tcp://127.0.0.1:9 is set, but the batch runs in this process, as asked."]
 
 
 def test_dask_is_pinned_alike_in_requirements_and_the_conda_environment():

@@ -44,3 +44,40 @@ def test_tradeoff_curves_draw_one_labelled_line_per_recipe_on_log_axes():
     assert list(axis.get_lines()[0].get_xdata()) == [0.2, 0.9]  # in order of content error
     assert axis.get_xscale() == axis.get_yscale() == "log"
     assert sorted(text.get_text() for text in axis.texts) == ["1e3", "1e4", "1e4"]
+
+
+# File names are free text: matplotlib would read "$...$" in them as mathtext, and fail on some.
+ODD_NAMES = ["a$\\foo{$b.png", "cost $5 and $10.png"]
+
+
+def drawn_as_they_are(figure) -> set[str]:
+    """The texts of ``figure`` that hold a dollar sign, as drawn, after checking that none is drawn as mathtext
+    (the log axes' tick labels, which matplotlib writes in mathtext itself, left aside)."""
+    from matplotlib.text import Text
+
+    figure.canvas.draw()  # a mathtext parse error would be raised here
+    texts = [text.get_text() for text in figure.findobj(Text)]
+    shown = [Text()._preprocess_math(text) for text in texts if "$" in text and "\\mathdefault" not in text]
+    assert not [text for text, math in shown if math], shown
+    return {text for text, _ in shown}
+
+
+def test_dollar_signs_in_labels_are_drawn_as_they_are():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from nst_lib.figures import contact_sheet, grid, loss_curves
+
+    tile = torch.rand(1, 3, 16, 16)
+    sheet = contact_sheet([[tile, None]], [f"content {ODD_NAMES[0]}"], ODD_NAMES, [[ODD_NAMES[1], "failed"]],
+                          title=ODD_NAMES[1])
+    assert drawn_as_they_are(sheet) == {f"content {ODD_NAMES[0]}", *ODD_NAMES}
+    tiles = grid([tile, tile], ODD_NAMES, title=ODD_NAMES[0])
+    assert drawn_as_they_are(tiles) == set(ODD_NAMES)
+    curves = loss_curves({name: {"content": [3.0, 2.0, 1.0]} for name in ODD_NAMES}, title=ODD_NAMES[1])
+    assert drawn_as_they_are(curves) == set(ODD_NAMES)
+    for figure in (sheet, tiles, curves):
+        plt.close(figure)

@@ -534,3 +534,178 @@ def test_an_interrupted_build_keeps_the_optimizations_it_finished(tmp_path, monk
     lines = []
     report.build(output, profile="quick", executor="inprocess", log=lines.append)
     assert tallies(lines) == ["1 optimizations run, 1 reused"]
+
+
+# Nothing the build did not write is ever removed.
+
+
+def refused(arguments, capsys) -> str:
+    """``nst report`` with ``arguments``: refused with exit status 2 and one line; that line."""
+    from nst_lib import cli
+
+    status = cli.main(["report", "--profile", "quick", *arguments])
+    error = capsys.readouterr().err
+    assert status == 2 and len(error.strip().splitlines()) == 1, error
+    return error.strip()
+
+
+@pytest.fixture
+def no_notebook_runs(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("no notebook may run")
+
+    monkeypatch.setattr(report, "_execute", never)
+
+
+def contents(folder: Path) -> dict:
+    return {path.relative_to(folder).as_posix(): path.read_bytes() if path.is_file() else None
+            for path in sorted(folder.rglob("*"))}
+
+
+def test_a_folder_that_is_not_a_report_is_refused_and_kept(tmp_path, tiny, capsys, no_notebook_runs):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.txt").write_text("three years of work")
+    website = tmp_path / "website"
+    website.mkdir()
+    (website / "index.html").write_text("<p>my page</p>")
+    swept = tmp_path / "swept"
+    (swept / "cells").mkdir(parents=True)
+    (swept / "cells" / "0123.json").write_text("{}")
+    (swept / "sweep.json").write_text("[]")
+    before = {folder: contents(folder) for folder in (thesis, website, swept)}
+    assert refused(["--output", str(thesis)], capsys) == (
+        f"error: {thesis} is not a report (it holds thesis.txt, and no {report.MARKER}), and the build would replace "
+        "it: give a new or empty folder, or the folder of an earlier report.")
+    assert refused(["--output", str(website)], capsys).startswith(f"error: {website} is not a report")
+    assert refused(["--output", str(swept)], capsys) == (
+        f"error: {swept} is a sweep's folder, not a report's, and the build would replace it: give the report a "
+        "folder of its own.")
+    assert {folder: contents(folder) for folder in (thesis, website, swept)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notebooks", "swept", "thesis", "website"]
+
+
+def test_the_build_s_spare_folders_are_refused_when_they_are_not_the_build_s(tmp_path, tiny, capsys, no_notebook_runs):
+    output = tmp_path / "report"
+    for suffix in (".old", ".partial"):
+        spare = tmp_path / f"report{suffix}"
+        spare.mkdir()
+        (spare / "mine.txt").write_text("mine")
+        message = refused(["--output", str(output)], capsys)
+        assert message.startswith(f"error: {spare} is not ") and "move it away, or build elsewhere." in message
+        assert (spare / "mine.txt").read_text() == "mine" and not output.exists()
+        (spare / "mine.txt").rename(tmp_path / f"mine{suffix}.txt")
+        spare.rmdir()
+
+
+def test_the_current_folder_and_the_root_are_refused(tmp_path, tiny, capsys, monkeypatch, no_notebook_runs):
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "mine.txt").write_text("mine")
+    monkeypatch.chdir(here)
+    assert refused(["--output", "."], capsys) == (
+        "error: The report folder . is the current folder, which the build would replace: give a folder for the "
+        "report, such as report/quick.")
+    assert refused(["--output", ".."], capsys).startswith("error: The report folder .. is the current folder or holds")
+    assert refused(["--output", "/"], capsys) == (
+        "error: The report folder / is the root of the file system: give a folder for the report, such as "
+        "report/quick.")
+    assert sorted(p.name for p in here.iterdir()) == ["mine.txt"]
+
+
+def test_a_report_folder_holding_what_the_build_did_not_write_is_refused_until_it_is_moved(tmp_path, tiny, capsys):
+    output = tmp_path / "report"
+    report.build(output, profile="quick", log=lambda line: None)
+    assert json.loads((output / report.MARKER).read_text())["entries"] == sorted(
+        path.relative_to(output).as_posix() for path in output.rglob("*") if path.name != report.MARKER)
+    notes = output / "02_second" / "notes.txt"
+    notes.write_text("my notes on the second section")
+    assert refused(["--output", str(output)], capsys) == (
+        f"error: {notes} was not written by the report build, which replaces {output}: move it out first.")
+    assert notes.read_text() == "my notes on the second section"
+    notes.unlink()
+    lines = []
+    report.build(output, profile="quick", steps=2, only=["02"], log=lines.append)
+    assert "running" in lines[0] and not output.with_name("report.old").exists()
+
+
+def test_what_appears_in_the_old_report_during_a_build_is_kept(tmp_path, tiny, monkeypatch):
+    output = tmp_path / "report"
+    report.build(output, profile="quick", log=lambda line: None)
+    execute = report._execute
+
+    def meanwhile(notebook, folder, parameters):  # someone saves a file into the report while it is rebuilt
+        (output / "01_first" / "late.txt").write_text("written during the build")
+        return execute(notebook, folder, parameters)
+
+    monkeypatch.setattr(report, "_execute", meanwhile)
+    lines = []
+    report.build(output, profile="quick", steps=3, only=["01"], log=lines.append)
+    old = tmp_path / "report.old"
+    assert (old / "01_first" / "late.txt").read_text() == "written during the build"
+    assert sorted(p.relative_to(old).as_posix() for p in old.rglob("*")) == ["01_first", "01_first/late.txt"]
+    assert lines[-1] == f"report: {old} keeps what the build did not write, found in the previous report: 01_first, " \
+                        "01_first/late.txt"
+    assert (output / "index.html").is_file()
+
+
+def test_a_report_built_before_reports_were_marked_is_still_recognised(tmp_path, tiny):
+    output = tmp_path / "report"
+    report.build(output, profile="quick", log=lambda line: None)
+    (output / report.MARKER).unlink()  # as written by an earlier version
+    lines = []
+    report.build(output, profile="quick", steps=2, only=["01"], log=lines.append)
+    assert "running" in lines[0] and (output / report.MARKER).is_file()
+    assert sum("kept from the report as it was" in line for line in lines) == 2
+
+
+def weights_notebook(folder: Path) -> Path:
+    """A section that builds the VGG-19 from its ``weights`` parameter, in its own folder, as the report's do."""
+    folder.mkdir()
+    book = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Weights"),
+        nbformat.v4.new_code_cell("weights = 'oxford'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from nst_lib.vgg import VGG19\nVGG19(weights, precision='float32')"),
+    ])
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(book, folder / "01_weights.ipynb")
+    return folder / "01_weights.ipynb"
+
+
+def test_a_relative_weights_path_is_the_caller_s_and_a_missing_one_is_refused_first(tmp_path, capsys, monkeypatch):
+    from test_vgg import vgg_state_dict
+
+    import torch
+    from nst_lib import cli
+
+    book = weights_notebook(tmp_path / "notebooks")
+    monkeypatch.setattr(report, "notebooks", lambda folder=None: [book])
+    monkeypatch.chdir(tmp_path)
+    torch.save(vgg_state_dict(), tmp_path / "my_vgg.pt")
+    assert cli.main(["report", "--profile", "quick", "--weights", "my_vgg.pt", "--output", "built"]) == 0, \
+        capsys.readouterr().err
+    section = json.loads((tmp_path / "built" / "01_weights" / report.SECTION_FILE).read_text())
+    assert section["parameters"]["weights"] == str(tmp_path / "my_vgg.pt")
+
+    def never(*args, **kwargs):
+        raise AssertionError("no notebook may run")
+
+    monkeypatch.setattr(report, "_execute", never)
+    assert refused(["--weights", "missing.pt", "--output", "other"], capsys) == (
+        f"error: The VGG-19 weights file missing.pt does not exist (looked for in {tmp_path}): give an existing "
+        "state_dict file, or 'oxford', 'torchvision' or 'random'.")
+    assert not (tmp_path / "other").exists() and not (tmp_path / "other.partial").exists()
+
+
+def test_a_report_sent_to_a_server_that_is_not_a_dask_scheduler_stops_within_the_timeout(tmp_path):
+    from conftest import web_server
+
+    output = tmp_path / "report"
+    with web_server() as address:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "nst_lib", "report", "--profile", "quick", "--only", "01",
+                               "--scheduler", address, "--output", str(output)],
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {address} answers, but not as a Dask scheduler")
+    assert len(done.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither the report nor its .partial folder

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import blobs, stripes, vgg_weights
+from conftest import blobs, stripes, vgg_weights, web_server
 from nst_lib import cli, files
+from nst_lib import jobs as jobs_module
 from nst_lib import cluster as clusters
 from nst_lib.images import load_image, save_image
 from nst_lib.jobs import InProcess
@@ -88,9 +89,13 @@ def test_the_grid_is_every_combination_with_the_last_axis_fastest():
 def test_the_contact_sheet_puts_the_longest_axis_across():
     axes = {"style_weight": [1, 2, 3], "init": ["noise", "content"], "seed": [0, 1], "size": [64]}
     assert sheet_axes(axes) == (["init", "seed"], "style_weight")
-    assert sheet_axes(axes, rows=["style_weight"], columns="seed") == (["style_weight"], "seed")
+    # A swept axis named neither in the rows nor as the columns joins the rows: each cell has a tile of its own.
+    assert sheet_axes(axes, rows=["style_weight"], columns="seed") == (["style_weight", "init"], "seed")
+    assert sheet_axes(axes, rows=["style_weight"]) == (["style_weight", "seed"], "init")
     with pytest.raises(ValueError, match="'size' is not a swept axis"):
         sheet_axes(axes, columns="size")
+    with pytest.raises(ValueError, match="The axis 'seed' is named twice for the contact sheet"):
+        sheet_axes(axes, rows=["seed"], columns="seed")
 
 
 def test_a_key_changes_with_what_changes_the_picture(pictures):
@@ -143,18 +148,118 @@ def test_a_sweep_run_again_reuses_its_finished_cells(reference, pictures, tmp_pa
     assert redone == (reference.folder / reference.cells[2]["picture"]).read_bytes()
 
 
-def test_a_failing_cell_is_reported_and_the_others_are_kept(pictures, tmp_path):
+def test_a_failing_cell_is_reported_and_the_others_are_kept(pictures, tmp_path, monkeypatch):
     content, style = pictures
+    transfer, calls = jobs_module.transfer, []
+
+    def failing_the_third(**options):  # a failure that no check can foresee, such as memory running out
+        calls.append(options)
+        if len(calls) == 3:
+            raise RuntimeError("not enough memory for this cell")
+        return transfer(**options)
+
+    monkeypatch.setattr(jobs_module, "transfer", failing_the_third)
     lines = []
-    # pool5 needs a side of at least 32 px: the 24 px cell (24 x 18) with it fails, the others run.
-    result = sweep(tmp_path / "failing", {"size": [24, 64], "style_layers": [("conv1_1",), ("pool5",)]},
+    result = sweep(tmp_path / "failing", {"size": [48, 64], "style_layers": [("conv1_1",), ("pool5",)]},
                    content=str(content), style=str(style), steps=2, executor=InProcess(threads=1),
                    **{**QUIET, "log": lines.append})
     assert [c["status"] for c in result.cells] == ["ok", "ok", "failed", "ok"]  # style layers, then sizes
-    assert "needs a side of at least 32 px" in result.cells[2]["error"]
+    assert "not enough memory for this cell" in result.cells[2]["error"]
     assert any("cell 3" in line and "failed" in line for line in lines)
     assert "failed" in result.csv.read_text().splitlines()[3]
     nothing_half_written(result.folder)
+
+
+def test_a_size_too_small_for_the_deepest_layer_is_refused_before_any_cell_runs(pictures, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("no optimization may start")
+
+    monkeypatch.setattr("nst_lib.sweep.executor_from", never)
+    content, style = pictures
+    # pool5 needs a side of at least 32 px: at 24 px the content is 24 x 18.
+    with pytest.raises(ValueError, match=f"At size 24, {content} is 24x18 px, but pool5 needs a side of at least "
+                                         "32 px: use a larger size or shallower layers"):
+        sweep(tmp_path / "small", {"size": [24, 64], "style_layers": [("conv1_1",), ("pool5",)]},
+              content=str(content), style=str(style), steps=2, **QUIET)
+    with pytest.raises(ValueError, match="At size 24, the texture is 24x24 px, but pool5 needs"):
+        sweep(tmp_path / "small", {"size": [24, 64]}, style=str(style), style_layers=("pool5",), steps=2, **QUIET)
+    assert not (tmp_path / "small").exists()
+
+
+def test_every_swept_axis_shows_on_the_contact_sheet(pictures, tmp_path, monkeypatch):
+    from nst_lib import sweep as module
+
+    drawn = {}
+    sheet = module.contact_sheet
+
+    def kept(tiles, row_labels, column_labels, captions):
+        drawn.update(tiles=tiles, rows=row_labels, columns=column_labels)
+        return sheet(tiles, row_labels, column_labels, captions)
+
+    monkeypatch.setattr(module, "contact_sheet", kept)
+    content, style = pictures
+    lines = []
+    result = sweep(tmp_path / "sheet", {"init": ["noise", "content"], "style_weight": [1e2, 1e4], "seed": [0, 1]},
+                   rows=["init"], columns="style_weight", content=str(content), style=str(style), size=32, steps=2,
+                   executor=InProcess(threads=1), **{**QUIET, "log": lines.append})
+    assert len(result.cells) == 8 and len(result.csv.read_text().splitlines()) == 9
+    assert sum(tile is not None for row in drawn["tiles"] for tile in row) == 8  # every cell has its tile
+    assert drawn["rows"] == ["init noise, seed 0", "init noise, seed 1", "init content, seed 0", "init content, seed 1"]
+    assert drawn["columns"] == ["style_weight 100", "style_weight 10000"]
+    assert "sweep: the contact sheet's rows also show seed, so that every cell has its tile" in lines
+
+
+def test_a_weight_switched_off_is_still_checked(pictures, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")
+    _, style = pictures
+    status = cli.main(["sweep", "--style", str(style), "--content-weight", "nan", "--steps", "2", "--size", "32",
+                       "--weights", "random", "-o", str(tmp_path / "texture")])
+    error = capsys.readouterr().err
+    assert status == 2 and error == "error: content_weight=nan is out of range: use a number from 0 to 1e+12.\n"
+    assert not (tmp_path / "texture").exists()  # no sweep.json with a bare NaN, which is not JSON
+
+
+def test_a_list_option_that_names_nothing_is_refused(pictures, tmp_path, capsys):
+    _, style = pictures
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["sweep", "--content", ",", "--style", str(style), "-o", str(tmp_path / "texture")])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and len(error.strip().splitlines()) == 1, error
+    assert error.startswith("error: argument --content: ',' names nothing: give one or more values")
+    assert not (tmp_path / "texture").exists()  # not silently a texture sweep
+
+
+def test_a_huge_grid_is_refused_unless_asked_for_and_a_sweep_says_its_size_first(pictures, tmp_path, capsys,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")
+    content, style = pictures
+    seeds = ",".join(map(str, range(101)))
+    arguments = ["sweep", "--content", str(content), "--style", str(style), "--seed", seeds, "--style-weight",
+                 "1,10,100,1e3,1e4,1e5,1e6,1e7,1e8,1e9", "--size", "32", "--steps", "3", "--weights", "random",
+                 "--precision", "float32", "-o", str(tmp_path / "huge")]
+    assert cli.main(arguments) == 2
+    error = capsys.readouterr().err
+    assert error == ("error: This sweep has 1,010 cells (3,030 evaluations), more than the 1,000 a sweep runs "
+                     "unasked: to run it, give --max-cells 1010 (max_cells=1010), or sweep fewer values.\n")
+    assert not (tmp_path / "huge").exists()
+    small = arguments[:5] + ["--seed", "0,1", "--size", "32", "--steps", "3", "--weights", "random", "--precision",
+                             "float32", "--max-cells", "2", "-o", str(tmp_path / "small")]
+    assert cli.main(small) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"sweep: 2 cells on in-process: 6 evaluations, about \d+ s \([\d.e-]+ s per evaluation at "
+                        r"32 px, measured now\)", said[0]), said
+
+
+def test_a_sweep_sent_to_a_server_that_is_not_a_dask_scheduler_stops_within_the_timeout(pictures, tmp_path):
+    content, style = pictures
+    with web_server() as address:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "nst_lib", "sweep", "--content", str(content), "--style",
+                               str(style), "--size", "32", "--steps", "2", "--weights", "random", "--scheduler",
+                               address, "-o", str(tmp_path / "remote")], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {address} answers, but not as a Dask scheduler")
+    assert len(done.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 60
+    assert not (tmp_path / "remote").exists()  # no empty cells/ folder
 
 
 def run_cli(*args):
@@ -264,7 +369,9 @@ def test_a_cluster_sweep_gives_the_same_pictures(reference, pictures, cluster, t
     same_cells(reference, sweep(tmp_path / "cluster", axes, executor=cluster, **QUIET, **fixed))
 
 
-def test_ctrl_c_stops_a_sweep_on_a_local_cluster_in_one_line(pictures, tmp_path):
+@pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_stops_a_sweep_on_a_local_cluster_in_one_line(pictures, tmp_path, name, code):
+    """Ctrl-C, or SIGTERM, sent to the whole process group: the workers get it too."""
     content, style = pictures
     folder = tmp_path / "stopped"
     command = [sys.executable, "-m", "nst_lib", "sweep", "--content", str(content), "--style", str(style), "--seed",
@@ -275,10 +382,10 @@ def test_ctrl_c_stops_a_sweep_on_a_local_cluster_in_one_line(pictures, tmp_path)
     deadline = time.monotonic() + 120
     while len(list(folder.glob("cells/*.json"))) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the command and every worker it started
+    os.killpg(process.pid, getattr(signal, name))  # as a terminal's Ctrl-C: to the command and every worker
     _, stderr = process.communicate(timeout=60)
     finished = len(list(folder.glob("cells/*.json")))
-    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert process.returncode == code and "Traceback" not in stderr, stderr
     assert stderr.endswith(f"\ninterrupted: {finished} of 6 cells are finished in {folder / 'cells'}, and the same "
                            "sweep run again reuses them; sweep.json, sweep.csv and contact_sheet.png were not "
                            "written.\n"), stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -61,11 +62,11 @@ def register(commands) -> None:
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
-    from ..generator import SCHEDULES, Recipe
+    from ..generator import MAX_BATCH, MAX_CHANNELS, MAX_RESIDUAL_BLOCKS, SCHEDULES, Recipe
 
     recipe = Recipe()
     parser.add_argument("--steps", type=int, default=recipe.steps, help="Adam steps")
-    parser.add_argument("--batch", type=int, default=recipe.batch, help="crops per step")
+    parser.add_argument("--batch", type=int, default=recipe.batch, help=f"crops per step (1-{MAX_BATCH})")
     parser.add_argument(
         "--crop-size",
         type=int,
@@ -93,8 +94,10 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
         "--schedule", choices=SCHEDULES, default=recipe.schedule, help="the learning rate: cosine decay or constant"
     )
     parser.add_argument("--seed", type=int, default=recipe.seed, help="seed of the network, crops and noise")
-    parser.add_argument("--channels", type=int, default=recipe.channels, help="width of the network's first layer")
-    parser.add_argument("--residual-blocks", type=int, default=recipe.residual_blocks, help="residual blocks")
+    parser.add_argument("--channels", type=int, default=recipe.channels,
+                        help=f"width of the network's first layer (1-{MAX_CHANNELS})")
+    parser.add_argument("--residual-blocks", type=int, default=recipe.residual_blocks,
+                        help=f"residual blocks (0-{MAX_RESIDUAL_BLOCKS})")
     parser.add_argument("--checkpoint-every", type=int, default=profiles.CHECKPOINT_EVERY, help="save every K steps")
 
 
@@ -135,8 +138,13 @@ def _content_sources(args: argparse.Namespace) -> list:
     if args.texture:
         return []
     sources = list(args.content or [])
+    judged = set(image_set(profiles.GENERATOR_HELD_OUT_SET))
     for name in args.content_set or []:
         sources += image_set(name)
+        if set(image_set(name)) <= judged:
+            print(f"warning: the photographs of {name} are kept out of every generator's training, to judge "
+                  f"generators on pictures they never saw (the report does): train on {profiles.GENERATOR_TRAINING_SET}"
+                  " to keep that judgement fair.", file=sys.stderr)
     if args.content_dir is not None:
         sources += image_files_in(args.content_dir)
     return sources or image_set(profiles.GENERATOR_TRAINING_SET)
@@ -146,6 +154,7 @@ def _train(args: argparse.Namespace) -> None:
     from .. import training
     from ..checkpoints import check_checkpoint_path, load_checkpoint
     from ..images import check_size, load_image
+    from ..vgg import pick_device
 
     check_checkpoint_path(args.checkpoint, args.resume)
     before = load_checkpoint(args.checkpoint).step if args.resume else None
@@ -154,6 +163,7 @@ def _train(args: argparse.Namespace) -> None:
     recipe = _recipe(args)
     loss = options.loss_spec(args, content=not args.texture)
     recipe.check_crops(loss)
+    recipe.check_memory(loss, pick_device(args.device))  # before the networks are made or the images loaded
     model = options.model(args)
     styles = [load_image(style, args.image_size) for style in args.style]
     contents = [load_image(source, args.image_size) for source in sources]
@@ -199,14 +209,18 @@ def _interrupted(checkpoint: Path, before: int | None) -> str:
 
 def _stylize(args: argparse.Namespace) -> None:
     from ..checkpoints import load_checkpoint
-    from ..generator import seeded_noise, stylize
+    from ..generator import seeded_noise, stylize, stylize_bytes
     from ..images import check_size, load_image, save_image
+    from ..sizing import check_memory
     from ..vgg import pick_device
 
     options.check_output(args.output, inputs=[args.content, args.checkpoint])
     check_size(args.size, "--size")
     device = pick_device(args.device)
     trained = load_checkpoint(args.checkpoint, device)
+    recipe = trained.recipe
+    check_memory(stylize_bytes(recipe.channels, recipe.residual_blocks, (args.size, args.size)), device,
+                 f"Stylizing at {args.size} px with a generator of {recipe.channels} channels", "use a smaller --size")
     if trained.mode == "texture":
         if args.content is not None:
             raise ValueError(

@@ -62,9 +62,13 @@ def register(commands) -> None:
     for name, default, what in (("seed", profiles.SEED, "noise seeds"), ("size", profiles.SIZE, "longest sides (px)"),
                                 ("steps", profiles.STEPS, "evaluations per optimization")):
         options.add_list(parser, f"--{name}", kind=integers, default=[default], metavar="N,...", help=what)
-    options.add_list(parser, "--rows", metavar="AXIS,...", help="swept axes down the contact sheet (default: the rest)")
+    options.add_list(parser, "--rows", metavar="AXIS,...",
+                     help="swept axes down the contact sheet; the swept axes named neither here nor in --columns "
+                     "are added to them")
     parser.add_argument("--columns", metavar="AXIS", help="swept axis across (default: the one with most values)")
     parser.add_argument("--output", "-o", required=True, type=Path, help="folder for the sheet, tables and pictures")
+    parser.add_argument("--max-cells", type=int, default=profiles.SWEEP_MAX_CELLS, metavar="N",
+                        help="run a grid of up to N cells; a larger one is refused before any work")
     options.add_model_options(parser)
     options.add_executor_options(parser)
     parser.set_defaults(handler=_sweep)
@@ -78,6 +82,7 @@ NOT_IN_PICTURES = {
     "columns": "the contact sheet's layout",
     "executor": "where the cells run: pixels follow the threads per optimization, whichever executor runs them",
     "scheduler": "where the cells run (as --executor)",
+    "max_cells": "how large a grid runs unasked: a refusal before any work, never a different picture",
 }
 
 
@@ -110,6 +115,7 @@ def sweep_arguments(args: argparse.Namespace) -> dict:
         threads=options.check_threads(args),
         rows=args.rows,
         columns=args.columns,
+        max_cells=args.max_cells,
     )
 
 
