@@ -173,3 +173,17 @@ def test_a_texture_beyond_the_size_limit_is_refused_before_any_work(random_vgg):
 def test_an_absurd_learning_rate_is_one_sentence(random_vgg, lr):
     with pytest.raises(ValueError, match="The learning rate must be a positive number up to 1000"):
         transfer(blobs(), stripes(), model=random_vgg, steps=2, optimizer="adam", lr=lr, **SMALL)
+
+
+def test_seconds_per_evaluation_times_each_job_in_turn_on_one_thread(random_vgg):
+    from nst_lib.optimize import seconds_per_evaluation
+
+    threads = torch.get_num_threads()
+    times = seconds_per_evaluation({
+        "noise": dict(content=blobs(), styles=[stripes()], init="noise"),
+        "content": dict(content=blobs(), styles=[stripes()], init="content", loss=LossSpec(style_weight=10.0)),
+    }, model=random_vgg, repeats=4)
+    assert list(times) == ["noise", "content"] and all(len(v) == 4 and min(v) > 0 for v in times.values())
+    assert torch.get_num_threads() == threads  # the thread count is put back
+    with pytest.raises(ValueError, match="times a job's start and loss only; not steps"):
+        seconds_per_evaluation({"a": dict(content=blobs(), steps=3)}, model=random_vgg)
