@@ -51,6 +51,8 @@ DEFAULT_PROFILE = "standard"
 PROGRESS_VARIABLE = "NST_PROGRESS"
 PROGRESS_MODES = {"notebook": True, "terminal": "terminal", "off": False}
 SETUP_FILE = "setup.json"
+# A grid's rendition for narrow screens is saved beside it as <name>.narrow.png.
+NARROW_SUFFIX = ".narrow.png"
 # The key under which a figure output's metadata holds its file name, title and caption.
 FIGURE_METADATA = "nst_lib/figure"
 
@@ -115,6 +117,10 @@ class Setup:
         path = save_figure(figure, self.output_dir / f"{name}.png")
         title = figure.get_suptitle() if hasattr(figure, "get_suptitle") else ""
         plt.close(figure)
+        if callable(getattr(figure, "narrow", None)):  # a grid: its rendition for narrow screens beside it
+            narrow = figure.narrow()
+            save_figure(narrow, self.output_dir / f"{name}{NARROW_SUFFIX}")
+            plt.close(narrow)
         self.figures.append(path.name)
         self.announce(f"figure {path.name} saved")
         show(SavedFigure(path, title=title, caption=caption or ""))

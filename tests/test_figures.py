@@ -1,3 +1,5 @@
+import pytest
+
 from nst_lib.figures import claims, speed_table
 
 
@@ -44,3 +46,44 @@ def test_tradeoff_curves_draw_one_labelled_line_per_recipe_on_log_axes():
     assert list(axis.get_lines()[0].get_xdata()) == [0.2, 0.9]  # in order of content error
     assert axis.get_xscale() == axis.get_yscale() == "log"
     assert sorted(text.get_text() for text in axis.texts) == ["1e3", "1e4", "1e4"]
+
+
+def test_a_portrait_among_landscapes_leaves_no_white_gap_around_it():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from nst_lib.figures import grid
+
+    landscape, portrait = torch.rand(1, 3, 48, 64), torch.rand(1, 3, 64, 50)
+    images = [landscape, portrait, landscape, landscape, landscape, landscape]
+    figure = grid(images, [f"tile {i}\nsecond line" for i in range(6)], title="mixed", columns=3)
+    figure.canvas.draw()
+    boxes = [axis.get_window_extent() for axis in figure.axes]
+    plt.close(figure)
+    for box, image in zip(boxes, images):  # each tile's box has its picture's shape: nothing left blank in it
+        assert box.height / box.width == pytest.approx(image.shape[-2] / image.shape[-1], rel=0.03)
+    assert max(box.height for box in boxes) - min(box.height for box in boxes) < 1  # one height for all tiles
+    for left, right in zip(boxes, boxes[1:3]):  # side by side, a small gap apart
+        assert 0 < right.x0 - left.x1 < 0.2 * left.width
+
+
+def test_a_grid_redraws_itself_for_a_narrow_screen_in_two_columns_with_larger_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from nst_lib.figures import LABEL_POINTS, grid
+
+    figure = grid([torch.rand(1, 3, 64, 64)] * 5, [f"tile {i}" for i in range(5)], columns=5)
+    narrow = figure.narrow()
+    columns = {round(axis.get_position().x0, 3) for axis in narrow.axes}
+    sizes = {axis.title.get_fontsize() for axis in narrow.axes}
+    assert len(columns) == 2 and len(narrow.axes) == 5 and min(sizes) > LABEL_POINTS
+    assert narrow.get_figwidth() < figure.get_figwidth()
+    plt.close(figure)
+    plt.close(narrow)
