@@ -378,6 +378,10 @@ def transfer(
     return result
 
 
+# Options of transfer that say how the optimizer steps, not what one evaluation computes.
+STEPPING = ("steps", "optimizer", "lr", "line_search", "history_size", "label")
+
+
 def seconds_per_evaluation(
     jobs: Mapping[str, Mapping], *, model: VGG19, repeats: int = 15, threads: int | None = 1
 ) -> dict[str, list[float]]:
@@ -385,7 +389,8 @@ def seconds_per_evaluation(
     each job's settings takes, measured so that a busy machine slows every job alike: one evaluation of each
     job in turn, ``repeats`` times over (``timing.alternated``), after one untimed evaluation of each. A job
     names ``content``, ``styles``, ``loss``, ``init`` ("noise" or "content"), ``seed`` and ``model`` as
-    ``transfer`` takes them (the model defaults to ``model``). Per job, the seconds of each timed evaluation.
+    ``transfer`` takes them (the model defaults to ``model``); the optimizer's own options (``STEPPING``),
+    which do not change what an evaluation computes, are left out. Per job, the seconds of each timed evaluation.
 
     ``threads``: torch threads while timing (None: as set). One, by default: on a machine with more runnable
     threads than cores, threads that wait for each other at every operation make a time measure the load,
@@ -400,6 +405,7 @@ def seconds_per_evaluation(
         content = options.pop("content", None)
         content = None if content is None else check_image(content, "content")
         init, seed = options.pop("init", profiles.INIT), options.pop("seed", profiles.SEED)
+        options = {name: value for name, value in options.items() if name not in STEPPING}
         if options:
             raise ValueError(f"seconds_per_evaluation times a job's start and loss only; not {', '.join(options)}.")
         _check_start(init, content, 1)

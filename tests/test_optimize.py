@@ -185,5 +185,9 @@ def test_seconds_per_evaluation_times_each_job_in_turn_on_one_thread(random_vgg)
     }, model=random_vgg, repeats=4)
     assert list(times) == ["noise", "content"] and all(len(v) == 4 and min(v) > 0 for v in times.values())
     assert torch.get_num_threads() == threads  # the thread count is put back
-    with pytest.raises(ValueError, match="times a job's start and loss only; not steps"):
-        seconds_per_evaluation({"a": dict(content=blobs(), steps=3)}, model=random_vgg)
+    # How the optimizer steps does not change what an evaluation computes: accepted, and left out.
+    stepping = seconds_per_evaluation({"a": dict(content=blobs(), styles=[stripes()], steps=3, line_search=True)},
+                                      model=random_vgg, repeats=1)
+    assert len(stepping["a"]) == 1
+    with pytest.raises(ValueError, match="times a job's start and loss only; not scales"):
+        seconds_per_evaluation({"a": dict(content=blobs(), scales=2)}, model=random_vgg)
