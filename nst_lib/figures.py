@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
+from .claims import Claim, Claims
 from .files import atomic_write
 
 DPI = 100
@@ -234,10 +235,11 @@ class Table:
         return "\n".join(lines)
 
 
-def claims(rows: Sequence[tuple[str, str, bool]]) -> Table:
-    """Findings stated as measured, so that they stay true at every profile: one row per
-    (claim, the value measured in this run, whether the claim holds)."""
-    return Table([{"claim": claim, "measured": value, "holds": "yes" if holds else "no"} for claim, value, holds in rows])
+def claims(rows: Sequence[Claim]) -> Claims:
+    """Findings stated as measured, so that they stay true at every profile: a table of claims, each
+    judged in this run (``nst_lib.claims.judge``: claim, value measured, verdict and its reason), which
+    the report's page also lists in its summary."""
+    return Claims(rows)
 
 
 def contact_sheet(

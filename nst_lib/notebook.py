@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from . import profiles
-from .executor import Job, executor_from, run_in_order
+from .executor import Job, _threads_from_environment, executor_from, run_in_order
 from .figures import save_figure
 from .files import atomic_write
 from .images import load_image
@@ -51,6 +51,8 @@ DEFAULT_PROFILE = "standard"
 PROGRESS_VARIABLE = "NST_PROGRESS"
 PROGRESS_MODES = {"notebook": True, "terminal": "terminal", "off": False}
 SETUP_FILE = "setup.json"
+# The named images and files a notebook loaded, in order (the report's summary lists them).
+INPUTS_FILE = "inputs.json"
 # A grid's rendition for narrow screens is saved beside it as <name>.narrow.png.
 NARROW_SUFFIX = ".narrow.png"
 # The key under which a figure output's metadata holds its file name, title and caption.
@@ -67,12 +69,19 @@ class Setup:
     output_dir: Path
     progress: bool | str = True
     figures: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
     executor_kind: str | None = None  # None: from the environment (see nst_lib.executor.executor_from)
     _executor: object = field(default=None, repr=False)
 
     def load(self, name_or_path, size: int | None = None) -> torch.Tensor:
-        """A named image or file at the profile's size (or ``size``), on the CPU."""
-        return load_image(name_or_path, size or self.profile.size)
+        """A named image or file at the profile's size (or ``size``), on the CPU; its name joins
+        ``<output_dir>/inputs.json``."""
+        image = load_image(name_or_path, size or self.profile.size)
+        if str(name_or_path) not in self.inputs:
+            self.inputs.append(str(name_or_path))
+            with atomic_write(self.output_dir / INPUTS_FILE, "w") as handle:
+                json.dump(self.inputs, handle, indent=1)
+        return image
 
     def transfer(self, content=None, styles=(), *, label: str = "optimizing", **options) -> Result:
         """``optimize.transfer`` with this run's model (unless ``model=`` says another), step budget
@@ -167,6 +176,9 @@ def setup(
     if mode not in PROGRESS_MODES:
         raise ValueError(f"{PROGRESS_VARIABLE}={mode!r} is not understood: use notebook, terminal or off.")
     where = pick_device(device)
+    threads = _threads_from_environment()  # what the build's batches run with (nst report --threads)
+    if threads:
+        torch.set_num_threads(threads)
     run = Setup(
         profile=chosen,
         device=where,

@@ -9,9 +9,12 @@
    figures: the sources are only read;
 2. a section whose notebook, parameters and library code are unchanged since
    the last build (finished or interrupted) is reused, not run again;
-3. ``index.html`` is written (``page.render``): one self-contained page with
-   the sections in order, rendered by nbconvert, and the profile, precision,
-   device, commit and times in its header;
+3. ``index.html`` is written (``page.compose``): one self-contained page with
+   a summary of every claim, the sections in order, rendered by nbconvert, and
+   the profile, precision, device, commit, times and load in its header; beside
+   it ``claims.json`` (every claim with its verdict: two builds are compared
+   with ``python -m nst_lib.claims A/claims.json B/claims.json``) and
+   ``build.json`` (the seconds and the load of each section, and the machine);
 4. only then does the new report replace the old one, so a failed or
    interrupted build leaves the previous report as it was.
 """
@@ -31,10 +34,16 @@ from pathlib import Path
 from . import profiles
 from .executor import code_fingerprint, served  # a section is stale when the code it calls changed
 from .files import WriteError, atomic_write, check_folder
-from .page import render
+from .notebook import SETUP_FILE
+from .page import compose
 from .profiles import PROFILES, get_profile
+from .timing import LoadSampler, cores, summary
 
 SECTION_FILE = "section.json"
+CLAIMS_FILE = "claims.json"
+BUILD_FILE = "build.json"
+# Seconds between two readings of the load average while a notebook runs.
+LOAD_EVERY_S = 5.0
 # Beside the report folder, the build makes <name>.partial and, while swapping, <name>.old.
 SPARES = (".partial", ".old")
 # The section that shows a reader's own photographs: built only when some are given.
@@ -163,8 +172,13 @@ def build(
         kept = [] if not only else _keep_others(chosen, partial, output, log)
         order = [nb.name for nb in notebooks()]
         sections = sorted(done + kept, key=lambda section: order.index(section["notebook"]))
+        page = compose(partial, sections)
+        with atomic_write(partial / CLAIMS_FILE, "w") as handle:
+            json.dump({"profile": profile, "claims": page.claims}, handle, indent=1, ensure_ascii=False)
+        with atomic_write(partial / BUILD_FILE, "w") as handle:
+            json.dump(_build_record(partial, profile, sections), handle, indent=1)
         with atomic_write(partial / "index.html", "w") as handle:
-            handle.write(render(partial, sections))
+            handle.write(page.html)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(output, partial, chosen, done)) from None
     _swap(partial, output)
@@ -251,12 +265,44 @@ def _section(notebook: Path, settings: dict, code: str, partial: Path, output: P
         log(f"{label}: unchanged, reused ({reused['seconds']:.0f} s when built)")
         return reused
     log(f"{label}: running ({settings['profile']} profile)")
-    seconds = _execute(notebook, folder, parameters)
-    section = {"notebook": notebook.name, "key": key, "parameters": parameters, "seconds": seconds}
+    with LoadSampler(LOAD_EVERY_S) as load:
+        seconds = _execute(notebook, folder, parameters)
+    section = {"notebook": notebook.name, "key": key, "parameters": parameters, "seconds": seconds,
+               "load": [round(value, 2) for value in load.samples], "cores": cores()}
     with atomic_write(folder / SECTION_FILE, "w") as handle:
         json.dump(section, handle, indent=1)
     log(f"    done in {seconds:.0f} s")
     return section
+
+
+def _build_record(partial: Path, profile: str, sections: list[dict]) -> dict:
+    """What ``BUILD_FILE`` records: per section its seconds and the load while it ran, and the machine."""
+    machine = {}
+    for section in sections:
+        try:
+            machine = json.loads((partial / Path(section["notebook"]).stem / "figures" / SETUP_FILE).read_text())
+            break
+        except (OSError, ValueError):
+            continue
+    keep = ("device", "device_name", "threads", "precision", "torch")
+    return {
+        "profile": profile,
+        "machine": {name: machine.get(name) for name in keep} | {"cores": cores(), "bfloat16": _bfloat16_features()},
+        "sections": [{"notebook": s["notebook"], "seconds": round(s["seconds"], 1), "load": summary(s.get("load", []))}
+                     for s in sections],
+    }
+
+
+def _bfloat16_features() -> list[str]:
+    """The processor's bfloat16 instructions (Linux: the flags of /proc/cpuinfo), which set how fast a
+    build runs: AMX tiles, AVX-512 BF16, or none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted({flag for flag in line.split(":", 1)[1].split() if flag in ("amx_bf16", "avx512_bf16")})
+    except OSError:
+        pass
+    return []
 
 
 def _execute(notebook: Path, folder: Path, parameters: dict) -> float:

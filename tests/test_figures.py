@@ -1,5 +1,6 @@
 import pytest
 
+from nst_lib.claims import below, judge
 from nst_lib.figures import claims, speed_table
 
 
@@ -10,10 +11,15 @@ def test_the_speed_table_shows_each_time_as_a_multiple_of_the_fastest():
     assert table[3] == "| optimization | 40 x 24 | 300 | 6 | 300 |"
 
 
-def test_claims_are_stated_with_their_measured_value():
-    table = claims([("conv1_1 reconstructs the photograph", "content loss 5e-05", True), ("conv5_1 does", "0.8", False)])
-    assert [row["holds"] for row in table.rows] == ["yes", "no"]
-    assert "<td>content loss 5e-05</td>" in table._repr_html_()
+def test_claims_are_stated_with_their_measured_value_verdict_and_reason():
+    table = claims([
+        judge("conv1_1 reconstructs the photograph", below(5e-5, 1e-3), "content loss 5e-05", otherwise="-"),
+        judge("conv5_1 does", below(0.8, 0.5), "0.8", otherwise="its features keep only what is where"),
+    ])
+    assert [claim.verdict for claim in table.claims] == ["holds", "does not hold"]
+    html = table._repr_mimebundle_()[0]["text/html"]
+    assert "<td data-label='measured'>content loss 5e-05</td>" in html
+    assert "its features keep only what is where; it misses by 60%" in html
 
 
 def test_the_title_clears_the_captions_of_tiles_taller_than_the_first():
