@@ -640,12 +640,15 @@ def _pictures(build_dir: Path, records: list[dict]) -> str:
         return ""
     known = manifest()
     kodak = set(image_sets().get("kodak", ()))
-    photographs = [f"{known[n].title} ({known[n].author})" for n in loaded
-                   if n in known and known[n].role == "content"]
+    def credited(name: str) -> str:
+        asset = known[name]
+        return asset.title if asset.author.lower() in ("", "unknown") else f"{asset.title} by {asset.author}"
+
+    photographs = [credited(n) for n in loaded if n in known and known[n].role == "content"]
     suite = [n for n in loaded if n in kodak]
     if suite:
         photographs.append(f"{len(suite)} photographs of the Kodak Lossless True Color Image Suite")
-    paintings = [f"{known[n].title} by {known[n].author}" for n in loaded if n in known and known[n].role == "style"]
+    paintings = [credited(n) for n in loaded if n in known and known[n].role == "style"]
     yours = [Path(n).name for n in loaded if n not in known]
     text = [f"The report being reproduced used {SOURCE_PHOTOGRAPHS}, which are not public; this build uses "
             f"in their place: {'; '.join(photographs) or 'no named photograph'}."]
