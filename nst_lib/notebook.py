@@ -45,14 +45,14 @@ from pathlib import Path
 import torch
 
 from . import profiles
-from .cluster import executor_from
+from .cluster import _threads_from_environment, executor_from
 from .figures import save_figure
 from .files import atomic_write
 from .images import load_image
-from .jobs import Job, JobError
+from .jobs import Job, JobError, run_in_order
 from .keys import job_key
 from .optimize import Result, transfer
-from .profiles import FIGURE_METADATA, PROFILES, SETUP_FILE, Profile, get_profile
+from .profiles import FIGURE_METADATA, INPUTS_FILE, NARROW_SUFFIX, PROFILES, SETUP_FILE, Profile, get_profile
 from .store import Store
 from .vgg import VGG19, describe_device, pick_device
 
@@ -72,6 +72,7 @@ class Setup:
     output_dir: Path
     progress: bool | str = True
     figures: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
     executor_kind: str | None = None  # None: from the environment (see nst_lib.cluster.executor_from)
     results: Path | None = None  # the store's folder; None: results beside the figures folder
     _executor: object = field(default=None, repr=False)
@@ -79,8 +80,14 @@ class Setup:
     optimizations: dict = field(default_factory=lambda: {"computed": 0, "reused": 0})
 
     def load(self, name_or_path, size: int | None = None) -> torch.Tensor:
-        """A named image or file at the profile's size (or ``size``), on the CPU."""
-        return load_image(name_or_path, size or self.profile.size)
+        """A named image or file at the profile's size (or ``size``), on the CPU; its name joins
+        ``<output_dir>/inputs.json``."""
+        image = load_image(name_or_path, size or self.profile.size)
+        if str(name_or_path) not in self.inputs:
+            self.inputs.append(str(name_or_path))
+            with atomic_write(self.output_dir / INPUTS_FILE, "w") as handle:
+                json.dump(self.inputs, handle, indent=1)
+        return image
 
     def transfer(self, content=None, styles=(), *, label: str = "optimizing", **options) -> Result:
         """``optimize.transfer`` with this run's model (unless ``model=`` says another), step budget
@@ -162,6 +169,10 @@ class Setup:
         path = save_figure(figure, self.output_dir / f"{name}.png")
         title = figure.get_suptitle() if hasattr(figure, "get_suptitle") else ""
         plt.close(figure)
+        if callable(getattr(figure, "narrow", None)):  # a grid: its rendition for narrow screens beside it
+            narrow = figure.narrow()
+            save_figure(narrow, self.output_dir / f"{name}{NARROW_SUFFIX}")
+            plt.close(narrow)
         self.figures.append(path.name)
         self.announce(f"figure {path.name} saved")
         show(SavedFigure(path, title=title, caption=caption or ""))
@@ -217,6 +228,9 @@ def setup(
     if mode not in PROGRESS_MODES:
         raise ValueError(f"{PROGRESS_VARIABLE}={mode!r} is not understood: use {' or '.join(PROGRESS_MODES)}.")
     where = pick_device(device)
+    threads = _threads_from_environment()  # what the build's batches run with (nst report --threads)
+    if threads:
+        torch.set_num_threads(threads)
     run = Setup(
         profile=chosen,
         device=where,

@@ -40,8 +40,6 @@ SEED = 0
 EXPLORER_INIT = "content"
 EXPLORER_STEPS = 50
 
-# The report's style-weight sweep (content weight 1, from noise).
-STYLE_WEIGHT_SWEEP = (1.0, 1e2, 1e3, 1e4, 1e6)
 # A sweep of more cells than this runs only when asked for by name (--max-cells).
 SWEEP_MAX_CELLS = 1000
 
@@ -101,6 +99,10 @@ DEFAULT_PROFILE = "standard"
 # title and caption (what the report's page builds its figures from).
 FIGURES = "figures"
 SETUP_FILE = "setup.json"
+# The named images and files a notebook loaded, in order (the report's summary lists them).
+INPUTS_FILE = "inputs.json"
+# A grid's rendition for narrow screens is saved beside it as <name>.narrow.png.
+NARROW_SUFFIX = ".narrow.png"
 # Where optimizations are kept and found again (see store.py): a report's folder, or beside a notebook's figures.
 RESULTS = "results"
 FIGURE_METADATA = "nst_lib/figure"

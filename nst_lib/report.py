@@ -13,9 +13,12 @@
    ``store.Store``, shared by every section and carried from one build to the
    next), so that an optimization two figures or two sections need runs once,
    and one that an earlier build (or an interrupted one) finished is read back;
-3. ``index.html`` is written (``page.render``): one self-contained page with
-   the sections in order, rendered by nbconvert, and the profile, precision,
-   device, commit and times in its header;
+3. ``index.html`` is written (``page.compose``): one self-contained page with
+   a summary of every claim, the sections in order, rendered by nbconvert, and
+   the profile, precision, device, commit, times and load in its header; beside
+   it ``claims.json`` (every claim with its verdict: two builds are compared
+   with ``python -m nst_lib.claims A/claims.json B/claims.json``) and
+   ``build.json`` (the seconds and the load of each section, and the machine);
 4. only then does the new report replace the old one, so a failed or
    interrupted build leaves the previous report as it was.
 
@@ -46,12 +49,17 @@ from .cluster import served
 from .files import Interrupted, WriteError, atomic_write, check_folder
 from .images import image_files_in
 from .notebook import PROGRESS_VARIABLE, RESULTS_VARIABLE
-from .page import render
+from .page import compose
 from .profiles import get_profile
 from .store import Store
+from .timing import LoadSampler, cores, summary
 from .vgg import WeightsError, weights_file, weights_source
 
 SECTION_FILE = "section.json"
+CLAIMS_FILE = "claims.json"
+BUILD_FILE = "build.json"
+# Seconds between two readings of the load average while a notebook runs.
+LOAD_EVERY_S = 5.0
 # Beside the report folder, the build makes <name>.partial and, while swapping, <name>.old.
 SPARES = (".partial", ".old")
 # In every folder the build makes: what it wrote there (the folder's entries, as relative paths).
@@ -182,8 +190,13 @@ def build(
         kept = [] if not only else _keep_others(chosen, partial, output, log)
         order = [nb.name for nb in notebooks()]
         sections = sorted(done + kept, key=lambda section: order.index(section["notebook"]))
+        page = compose(partial, sections)
+        with atomic_write(partial / CLAIMS_FILE, "w") as handle:
+            json.dump({"profile": profile, "claims": page.claims}, handle, indent=1, ensure_ascii=False)
+        with atomic_write(partial / BUILD_FILE, "w") as handle:
+            json.dump(_build_record(partial, profile, sections), handle, indent=1)
         with atomic_write(partial / "index.html", "w") as handle:
-            handle.write(render(partial, sections))
+            handle.write(page.html)
         _mark(partial)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(output, partial, chosen, done)) from None
@@ -363,10 +376,11 @@ def _section(notebook: Path, settings: dict, code: str, partial: Path, output: P
         log(f"{label}: unchanged, reused ({reused['seconds']:.0f} s when built)")
         return reused
     log(f"{label}: running ({settings['profile']} profile)")
-    seconds = _execute(notebook, folder, parameters)
+    with LoadSampler(LOAD_EVERY_S) as load:
+        seconds = _execute(notebook, folder, parameters)
     optimizations = _optimizations(folder)
     section = {"notebook": notebook.name, "key": key, "parameters": parameters, "seconds": seconds,
-               "optimizations": optimizations}
+               "optimizations": optimizations, "load": [round(value, 2) for value in load.samples], "cores": cores()}
     with atomic_write(folder / SECTION_FILE, "w") as handle:
         json.dump(section, handle, indent=1)
     tally = f" ({optimizations['computed']} optimizations run, {optimizations['reused']} reused)" \
@@ -383,6 +397,36 @@ def _optimizations(folder: Path) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return recorded if recorded.get("computed", 0) + recorded.get("reused", 0) else None
+
+
+def _build_record(partial: Path, profile: str, sections: list[dict]) -> dict:
+    """What ``BUILD_FILE`` records: per section its seconds and the load while it ran, and the machine."""
+    machine = {}
+    for section in sections:
+        try:
+            machine = json.loads((partial / Path(section["notebook"]).stem / profiles.FIGURES / profiles.SETUP_FILE).read_text())
+            break
+        except (OSError, ValueError):
+            continue
+    keep = ("device", "device_name", "threads", "precision", "torch")
+    return {
+        "profile": profile,
+        "machine": {name: machine.get(name) for name in keep} | {"cores": cores(), "bfloat16": _bfloat16_features()},
+        "sections": [{"notebook": s["notebook"], "seconds": round(s["seconds"], 1), "load": summary(s.get("load", []))}
+                     for s in sections],
+    }
+
+
+def _bfloat16_features() -> list[str]:
+    """The processor's bfloat16 instructions (Linux: the flags of /proc/cpuinfo), which set how fast a
+    build runs: AMX tiles, AVX-512 BF16, or none."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted({flag for flag in line.split(":", 1)[1].split() if flag in ("amx_bf16", "avx512_bf16")})
+    except OSError:
+        pass
+    return []
 
 
 def _execute(notebook: Path, folder: Path, parameters: dict) -> float:

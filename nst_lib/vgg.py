@@ -342,9 +342,10 @@ def weights_source(weights: str | os.PathLike) -> str:
     if path.is_dir():
         raise WeightsError(f"The VGG-19 weights {path} are a folder: give the path of a state_dict file in it.")
     if not path.exists() and (path.suffix or len(path.parts) > 1):
+        sources = ", ".join(map(repr, WEIGHT_SOURCES))
         raise WeightsError(
             f"The VGG-19 weights file {path} does not exist (looked for in {Path.cwd()}): give an existing "
-            "state_dict file, or 'oxford', 'torchvision' or 'random'."
+            f"state_dict file, or one of {sources}."
         )
     _load_weights(path, profiles.SEED)
     return str(path.resolve())

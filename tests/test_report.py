@@ -52,11 +52,19 @@ def test_every_numbered_notebook_becomes_a_section_in_order(built):
     ]
 
 
-def test_the_page_states_profile_precision_device_commit_and_times(built):
-    page = built[1].read_text()
+def test_the_page_states_profile_precision_device_commit_times_and_load(built):
+    output, index, _ = built
+    page = index.read_text()
     header = page[: page.index("</header>")]
-    for fact in ("quick: images of 64 px", "precision", "oxford weights", "cpu: ", "torch", "commit ", "ran for"):
+    for fact in ("quick: images of 64 px", "precision", "oxford weights", "cpu: ", "torch", "commit ", "ran for",
+                 "load average "):
         assert fact in header, fact
+    record = json.loads((output / report.BUILD_FILE).read_text())
+    assert [s["notebook"] for s in record["sections"]] == [json.loads((output / Path(s["notebook"]).stem /
+                                                            report.SECTION_FILE).read_text())["notebook"]
+                                                           for s in record["sections"]]
+    assert all(s["seconds"] > 0 and s["load"]["samples"] >= 2 for s in record["sections"])
+    assert record["machine"]["cores"] >= 1 and record["machine"]["precision"] in ("bfloat16", "float32")
     assert page.count("<img") >= 9  # every figure of sections 1 to 3 is embedded
     assert "http://" not in page and "https://" not in page  # opens offline
 
@@ -88,6 +96,27 @@ def test_the_explorer_section_shows_what_its_first_run_makes(built):
     picture = Image.open(record.with_suffix(".png"))
     assert max(picture.size) == Settings.first("quick").size and np.asarray(picture).std() > 10  # not blank
     assert f"<td>{saved['final_losses']['total']:.3g}</td>" in section  # the settings table, from this run
+
+
+def test_every_claim_has_a_verdict_with_its_reason_and_the_summary_lists_them_all(built):
+    from bs4 import BeautifulSoup
+
+    from nst_lib.claims import VERDICTS
+
+    output, index, _ = built
+    soup = BeautifulSoup(index.read_text(), "html.parser")
+    assert soup.find("h2").get_text(strip=True).rstrip("¶") == "Summary"  # the summary opens the page
+    stated = json.loads((output / report.CLAIMS_FILE).read_text())["claims"]
+    in_sections = [row for table in soup.select("section:not(#summary) table.claims")
+                   for row in table.select("tbody tr")]
+    in_summary = soup.select("#summary table.claims tbody tr:not(.group)")
+    assert len(stated) == len(in_sections) == len(in_summary) >= 10
+    for claim, row in zip(stated, in_sections):
+        verdict, why = row.find("td", class_="verdict").get_text(), row.find("td", class_="why").get_text()
+        assert verdict == claim["verdict"] in VERDICTS and why.strip() == claim["reason"] and len(why) > 10
+        assert row.find("td", class_="measured").get_text().strip()
+    assert {claim["section"] for claim in stated} >= {"1", "2", "3", "4"}  # and appendix parts
+    assert not any(cell.get_text().strip().lower() in ("no", "yes") for cell in soup.select("table.claims td"))
 
 
 def test_an_unchanged_section_is_reused_and_a_changed_one_rerun(built, tmp_path, monkeypatch):
@@ -163,7 +192,7 @@ def test_the_report_renders_in_chromium_with_every_image_and_link(built, artifac
         assert Image.open(full).width >= image["width"] >= image["shown"] - 1, image
     alts = [image["alt"] for image in images]
     assert len(set(alts)) == len(alts)  # each says which figure it is
-    assert all(anchor for _, anchor in headings) and headings[0] == ["H2", "contents"]
+    assert all(anchor for _, anchor in headings) and headings[:2] == [["H2", "summary"], ["H2", "contents"]]
     assert dark != "rgb(255, 255, 255)" and not code_shown_in_print
     assert links
     for link in links:
@@ -174,18 +203,38 @@ def test_the_report_renders_in_chromium_with_every_image_and_link(built, artifac
             assert url.scheme == "file" and Path(unquote(url.path)).is_file(), link
 
 
-def test_the_page_fits_a_phone_without_sideways_scrolling(built, artifacts):
+PHONE = 390  # CSS px: a phone held upright
+
+
+def test_the_page_fits_a_phone_with_whole_claims_tables_and_larger_tiles(built, artifacts):
     with sync_playwright() as playwright:
         browser = launch(playwright)
         try:
-            page = browser.new_page(viewport={"width": 375, "height": 800}, device_scale_factor=2)
+            page = browser.new_page(viewport={"width": PHONE, "height": 800}, device_scale_factor=2)
             page.goto(built[1].as_uri())
             page.wait_for_load_state("load")
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-            page.screenshot(path=str(artifacts / "report-phone.png"), full_page=False)
+            # Every cell of every claims table lies inside the screen and needs no scrolling of its own.
+            cells = page.eval_on_selector_all("table.claims td, table.claims th", """cells => cells.map(c => {
+                const box = c.getBoundingClientRect(), table = c.closest('table');
+                return {left: box.left, right: box.right, text: c.innerText,
+                        scrolls: table.scrollWidth > table.clientWidth + 1 || c.scrollWidth > c.clientWidth + 1}; })""")
+            # A grid shows its narrow rendition: fewer, larger tiles than the desktop figure.
+            grids = page.eval_on_selector_all("figure picture img", """imgs => imgs.map(i => ({
+                shown: i.currentSrc, desktop: i.getAttribute('src'), natural: i.naturalWidth,
+                width: i.getBoundingClientRect().width}))""")
+            page.locator("[id='01_content_reconstruction'] table.claims").first.scroll_into_view_if_needed()
+            page.screenshot(path=str(artifacts / "report-phone-claims.png"), full_page=False)
+            page.screenshot(path=str(artifacts / "report-phone.png"), full_page=True)
         finally:
             browser.close()
     assert overflow <= 1  # wide tables and code scroll inside themselves
+    assert len(cells) >= 40
+    for cell in cells:
+        assert -1 <= cell["left"] and cell["right"] <= PHONE + 1 and not cell["scrolls"], cell
+    assert len(grids) >= 5
+    for grid in grids:
+        assert grid["shown"] != grid["desktop"] and grid["width"] >= PHONE - 40, grid
 
 
 def test_an_unknown_profile_is_one_sentence(tmp_path):
@@ -693,7 +742,7 @@ def test_a_relative_weights_path_is_the_caller_s_and_a_missing_one_is_refused_fi
     monkeypatch.setattr(report, "_execute", never)
     assert refused(["--weights", "missing.pt", "--output", "other"], capsys) == (
         f"error: The VGG-19 weights file missing.pt does not exist (looked for in {tmp_path}): give an existing "
-        "state_dict file, or 'oxford', 'torchvision' or 'random'.")
+        "state_dict file, or one of 'oxford', 'torchvision', 'random'.")
     assert not (tmp_path / "other").exists() and not (tmp_path / "other.partial").exists()
 
 

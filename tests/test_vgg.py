@@ -199,7 +199,7 @@ def test_a_weights_file_is_checked_now_and_named_by_its_absolute_path(tmp_path, 
     assert weights_source("my_vgg.pt") == str(tmp_path / "my_vgg.pt")
     for weights, message in [
         ("missing.pt", f"The VGG-19 weights file missing.pt does not exist (looked for in {tmp_path}): give an "
-                       "existing state_dict file, or 'oxford', 'torchvision' or 'random'."),
+                       "existing state_dict file, or one of 'oxford', 'torchvision', 'random'."),
         ("weights", "The VGG-19 weights weights are a folder: give the path of a state_dict file in it."),
         ("notes.pt", "Cannot read VGG-19 weights from notes.pt: it is not a plain state_dict"),
         ("oxfrod", "Unknown VGG-19 weights 'oxfrod': use 'oxford', 'torchvision', 'random'"),
