@@ -290,17 +290,18 @@ def _check_built(folder: Path, spare: bool = False) -> None:
 
 def built_entries(folder: Path) -> set[str] | None:
     """What the build wrote in ``folder``, as paths relative to it: the entries its ``MARKER`` lists, every entry
-    of a report built before reports were marked (index.html, section folders and the results, nothing else), none for an
-    empty folder; None when the folder is not the build's."""
+    of a report built before reports were marked (index.html, claims.json, build.json, section folders and the
+    results, nothing else), none for an empty folder; None when the folder is not the build's."""
     try:
         marker = json.loads((folder / MARKER).read_text())
     except FileNotFoundError:
         entries = list(folder.iterdir())
         sections = [entry for entry in entries if entry.is_dir() and (
             (entry / SECTION_FILE).is_file() or entry.name == profiles.RESULTS)]
+        pages = [entry for entry in entries if entry.is_file() and entry.name in ("index.html", CLAIMS_FILE, BUILD_FILE)]
         if not entries:
             return set()
-        if (folder / "index.html").is_file() and sections and len(sections) == len(entries) - 1:
+        if (folder / "index.html").is_file() and sections and len(sections) + len(pages) == len(entries):
             return _entries(folder)
         return None
     except (OSError, ValueError):
