@@ -30,6 +30,8 @@ from .vgg import fast_bfloat16
 
 # The network downsamples twice by 2: sides are padded to a multiple of this.
 STRIDE = 4
+# How the network doubles its resolution before each upsampling convolution.
+UPSAMPLINGS = ("nearest", "bilinear")
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -37,8 +39,10 @@ def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> 
     return nn.Sequential(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(in_channels, out_channels, kernel, stride))
 
 
-def _conv_norm_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1, upsample: bool = False):
-    layers = [nn.Upsample(scale_factor=2, mode="nearest")] if upsample else []
+def _conv_norm_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1, upsample: str | None = None):
+    layers = []
+    if upsample:
+        layers.append(nn.Upsample(scale_factor=2, mode=upsample, **({} if upsample == "nearest" else {"align_corners": False})))
     layers += [
         _conv(in_channels, out_channels, kernel, stride),
         nn.InstanceNorm2d(out_channels, affine=True),
@@ -67,20 +71,24 @@ class Generator(nn.Module):
 
     ``channels``: width of the first layer (Johnson et al.: 32), doubled at
     each of the two downsamplings. ``residual_blocks``: at the lowest
-    resolution (Johnson et al.: 5).
+    resolution (Johnson et al.: 5). ``upsample``: how each of the two
+    upsamplings resizes before its convolution, "nearest" or "bilinear".
     """
 
-    def __init__(self, channels: int = profiles.GENERATOR_CHANNELS, residual_blocks: int = profiles.RESIDUAL_BLOCKS):
+    def __init__(self, channels: int = profiles.GENERATOR_CHANNELS, residual_blocks: int = profiles.RESIDUAL_BLOCKS,
+                 upsample: str = profiles.GENERATOR_UPSAMPLE):
         super().__init__()
+        if upsample not in UPSAMPLINGS:
+            raise ValueError(f"Unknown upsampling {upsample!r}: choose {' or '.join(UPSAMPLINGS)}.")
         c = channels
-        self.channels, self.residual_blocks = channels, residual_blocks
+        self.channels, self.residual_blocks, self.upsample = channels, residual_blocks, upsample
         self.layers = nn.Sequential(
             _conv_norm_relu(3, c, 9),
             _conv_norm_relu(c, 2 * c, 3, stride=2),
             _conv_norm_relu(2 * c, 4 * c, 3, stride=2),
             *[ResidualBlock(4 * c) for _ in range(residual_blocks)],
-            _conv_norm_relu(4 * c, 2 * c, 3, upsample=True),
-            _conv_norm_relu(2 * c, c, 3, upsample=True),
+            _conv_norm_relu(4 * c, 2 * c, 3, upsample=upsample),
+            _conv_norm_relu(2 * c, c, 3, upsample=upsample),
             _conv(c, 3, 9),
         )
 

@@ -46,6 +46,8 @@ RESIDUAL_BLOCKS = 5
 GENERATOR_LR = 1e-3
 GENERATOR_SCALES = (0.5, 1.0)  # each training crop shows its photo at a scale drawn from this range
 GENERATOR_SCHEDULE = "cosine"  # Adam's learning rate decays from GENERATOR_LR along half a cosine
+GENERATOR_UPSAMPLE = "nearest"  # resize before each upsampling convolution: "nearest" or "bilinear"
+GENERATOR_WARMUP = 0  # Adam steps on the content loss alone before the style is added
 CHECKPOINT_EVERY = 100
 # The named set of photographs (assets/manifest.json) that generators train on when given none;
 # "held-out" names the photographs that no generator trains on.

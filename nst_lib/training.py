@@ -21,8 +21,8 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from . import profiles
 from .files import atomic_write, check_writable
-from .generator import Generator, noise, run_generator
+from .generator import UPSAMPLINGS, Generator, noise, run_generator
 from .images import MAX_SIZE, MIN_SIZE, check_image
 from .losses import LossSpec, PerceptualLoss
 from .optimize import check_learning_rate, check_steps, check_styles, progress_bar
@@ -45,7 +45,7 @@ _FULL = profiles.PROFILES["full"]
 SCHEDULES = ("cosine", "constant")
 FINAL_LR_FRACTION = 0.01
 # What checkpoints written before these recipe fields existed were trained with.
-LEGACY_RECIPE = {"scales": (1.0, 1.0), "schedule": "constant"}
+LEGACY_RECIPE = {"scales": (1.0, 1.0), "schedule": "constant", "warmup": 0, "upsample": "nearest"}
 
 
 class CheckpointError(ValueError):
@@ -58,7 +58,9 @@ class Recipe:
 
     ``steps`` counts Adam steps, each over ``batch`` square crops of
     ``crop_size`` px; ``seed`` fixes the network's first weights, the crops and
-    the noise. Defaults are the ``full`` profile's, after Johnson et al.
+    the noise. ``warmup``: the first steps train on the content loss alone (the
+    network learns to give the photograph back) before the style is added.
+    ``upsample``: see ``Generator``. Defaults are the ``full`` profile's.
     """
 
     steps: int = _FULL.generator_steps
@@ -70,6 +72,8 @@ class Recipe:
     residual_blocks: int = profiles.RESIDUAL_BLOCKS
     scales: tuple[float, float] = profiles.GENERATOR_SCALES
     schedule: str = profiles.GENERATOR_SCHEDULE
+    warmup: int = profiles.GENERATOR_WARMUP
+    upsample: str = profiles.GENERATOR_UPSAMPLE
 
     def __post_init__(self):
         for name in ("steps", "batch", "channels"):
@@ -81,10 +85,15 @@ class Recipe:
         object.__setattr__(self, "scales", _checked_scales(self.scales))
         if self.schedule not in SCHEDULES:
             raise ValueError(f"Unknown learning-rate schedule {self.schedule!r}: choose {' or '.join(SCHEDULES)}.")
+        warmup = self.warmup
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < self.steps:
+            raise ValueError(f"warmup must be a whole number from 0 to fewer than the {self.steps} steps, got {warmup!r}.")
+        if self.upsample not in UPSAMPLINGS:
+            raise ValueError(f"Unknown upsampling {self.upsample!r}: choose {' or '.join(UPSAMPLINGS)}.")
 
     def network(self) -> Generator:
         """A generator of this recipe's shape (its first weights from torch's global random state)."""
-        return Generator(self.channels, self.residual_blocks)
+        return Generator(self.channels, self.residual_blocks, self.upsample)
 
     def lr_at(self, step: int) -> float:
         """Adam's learning rate for step ``step`` (0-based): ``lr`` throughout, or from ``lr`` down
@@ -125,7 +134,9 @@ class Training:
     shaped it: "mode" ("style" or "texture"), "recipe", "loss", the VGG-19
     and a digest of the images. ``step``: Adam steps taken. ``history``: per
     step, each loss term (mean over the batch, unweighted) and the weighted
-    ``total``. ``seconds``: training time over all sessions.
+    ``total`` of the loss trained on (during the warm-up, the content term
+    alone: the style term is NaN). ``seconds``: training time over all
+    sessions; ``cpu_seconds``: the process's CPU time over them (all threads).
     """
 
     generator: Generator
@@ -133,6 +144,7 @@ class Training:
     step: int
     history: dict[str, list[float]]
     seconds: float
+    cpu_seconds: float = 0.0
     optimizer_state: dict | None = field(default=None, repr=False)
     rng_state: torch.Tensor | None = field(default=None, repr=False)
 
@@ -150,8 +162,8 @@ class Training:
 
     @property
     def loss_fell(self) -> bool:
-        """Whether the last steps' mean total loss is below the first steps'."""
-        total = self.history.get("total", [])
+        """Whether the last steps' mean total loss is below the first steps' (after the warm-up)."""
+        total = self.history.get("total", [])[self.recipe.warmup :]
         window = max(1, len(total) // 10)
         return len(total) > 1 and sum(total[-window:]) < sum(total[:window])
 
@@ -203,6 +215,7 @@ def train_generator(
     resume: bool = False,
     progress: bool | str = True,
     description: str = "training",
+    callback: Callable[[Training], None] | None = None,
 ) -> Training:
     """Train a generator with Adam on ``loss`` (default ``LossSpec()``, as ``transfer``).
 
@@ -216,7 +229,8 @@ def train_generator(
     and at the end (atomically). ``resume``: continue from that checkpoint,
     which must come from the same settings and images (only the recipe's
     ``steps`` may grow); without it an existing checkpoint is an error rather
-    than overwritten.
+    than overwritten. ``callback(training)`` runs after every step (its time
+    counts as training time).
     """
     styles = check_styles(styles)
     contents = [check_image(content, f"contents[{i}]") for i, content in enumerate(contents)]
@@ -243,26 +257,33 @@ def train_generator(
     }
     state, optimizer, rng = _start(config, model.device, checkpoint, resume)
     objective = PerceptualLoss(loss, model, None, styles)
+    # The warm-up's loss reads the content layers only: no style term to compute and throw away.
+    warmup = PerceptualLoss(loss.replace(style_weight=0.0), model, None, styles) if recipe.warmup else None
     bar = progress_bar(progress, recipe.steps, description)
     bar.update(state.step)
     started, seconds_before = time.perf_counter(), state.seconds
+    cpu_started, cpu_before = time.process_time(), state.cpu_seconds
     try:
         while state.step < recipe.steps:
             inputs = _inputs(contents, recipe, rng).to(model.device)
             lr = recipe.lr_at(state.step)
             terms, total = train_step(
-                state.generator, optimizer, objective, inputs, step=state.step, lr=lr, bfloat16=bfloat16
+                state.generator, optimizer, warmup if state.step < recipe.warmup else objective, inputs,
+                step=state.step, lr=lr, bfloat16=bfloat16,
             )
             state.step += 1
-            for name, value in terms.items():
-                state.history.setdefault(name, []).append(float(value.detach()))
+            for name in objective.spec.weights():
+                state.history.setdefault(name, []).append(float(terms[name].detach()) if name in terms else math.nan)
             state.history.setdefault("total", []).append(float(total.detach()))
             state.seconds = seconds_before + time.perf_counter() - started
+            state.cpu_seconds = cpu_before + time.process_time() - cpu_started
             bar.update(1)
             if state.step % 10 == 0:
                 bar.set_postfix(loss=f"{state.history['total'][-1]:.3g}")
             if checkpoint is not None and (state.step % checkpoint_every == 0 or state.step == recipe.steps):
                 save_checkpoint(checkpoint, state, optimizer, rng)
+            if callback is not None:
+                callback(state)
     finally:
         bar.close()
         state.generator.eval()
@@ -287,6 +308,8 @@ def _checked_settings(mode: str, styles, loss: LossSpec | None, recipe: Recipe |
             f"Got {len(loss.style_blend)} blend weights for {len(styles)} style images: give one per style."
         )
     recipe = Recipe() if recipe is None else recipe
+    if recipe.warmup and (mode == "texture" or loss.content_weight == 0):
+        recipe = replace(recipe, warmup=0)  # nothing to give back: the style is trained from the first step
     recipe.check_crops(loss)
     return loss, recipe
 
@@ -380,6 +403,7 @@ def save_checkpoint(
         "config": training.config,
         "step": training.step,
         "seconds": training.seconds,
+        "cpu_seconds": training.cpu_seconds,
         "history": training.history,
         "generator": {name: value.detach().cpu() for name, value in training.generator.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else training.optimizer_state,
@@ -401,6 +425,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         step=state["step"],
         history=state["history"],
         seconds=state["seconds"],
+        cpu_seconds=state.get("cpu_seconds", 0.0),
         optimizer_state=state["optimizer"],
         rng_state=state["rng"],
     )
@@ -452,6 +477,9 @@ def _checkpoint_problem(state: dict) -> str | None:
         return f"its step is {step!r}, not a whole number"
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
         return f"its training time is {seconds!r}, not a number of seconds"
+    cpu_seconds = state.get("cpu_seconds", 0.0)
+    if isinstance(cpu_seconds, bool) or not isinstance(cpu_seconds, (int, float)) or not 0 <= cpu_seconds < math.inf:
+        return f"its CPU time is {cpu_seconds!r}, not a number of seconds"
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
         return "its loss history is not a table of lists"
     if state["optimizer"] is not None and not isinstance(state["optimizer"], dict):
@@ -468,7 +496,7 @@ def _generator_problem(tensors, recipe: Recipe) -> str | None:
     if recipe.residual_blocks > len(tensors):  # each block has tensors: no need to build an absurd network
         return f"its recipe's {recipe.residual_blocks} residual blocks do not match its {len(tensors)} tensors"
     with torch.device("meta"):  # shapes only, no memory, whatever sizes the recipe claims
-        network = Generator(recipe.channels, recipe.residual_blocks)
+        network = recipe.network()
     expected = {name: tuple(value.shape) for name, value in network.state_dict().items()}
     odd = set(expected) ^ set(tensors)
     if odd:
@@ -518,7 +546,8 @@ def _resumed(path: Path, config: dict, network: Generator, optimizer, rng: torch
         raise CheckpointError(
             f"{path} cannot be resumed: its optimizer or random-number state is missing or damaged."
         ) from None
-    return Training(network, config, step=state["step"], history=state["history"], seconds=state["seconds"])
+    return Training(network, config, step=state["step"], history=state["history"], seconds=state["seconds"],
+                    cpu_seconds=state.get("cpu_seconds", 0.0))
 
 
 def _settings(config: dict) -> dict:
