@@ -69,16 +69,25 @@ SHORT = [
     Setting("baseline", "the standard profile's recipe before this study, 4 crops of 128 px a step"),
     Setting("warm-up 100", "the first 100 steps on the content loss alone", {"warmup": 100}),
     Setting("style 3e3", "style weight 3e3 in training", loss={"style_weight": 3e3}),
+    Setting("crops 160 x 3", "3 crops of 160 px a step", {"crop_size": 160, "batch": 3}),
+    Setting("crops 256 x 1", "1 crop of 256 px a step, at scale 1 from photos at 384 px", {"crop_size": 256, "batch": 1,
+            "scales": (1.0, 1.0)}, image_size=384),
     Setting("tv 10", "total variation weight 10 in training", loss={"tv_weight": 10.0}),
     Setting("bilinear", "bilinear resize before each upsampling convolution", {"upsample": "bilinear"}),
     Setting("scales 1-1", "every crop at the photos' own scale (the judged one)", {"scales": (1.0, 1.0)}),
+    Setting("lr 2e-3", "learning rate 2e-3", {"lr": 2e-3}),
     Setting("16 channels", "a network half as wide", {"channels": 16}),
     Setting("3 blocks", "3 residual blocks instead of 5", {"residual_blocks": 3}),
-    Setting("lr 2e-3", "learning rate 2e-3", {"lr": 2e-3}),
-    Setting("crops 160 x 3", "3 crops of 160 px a step", {"crop_size": 160, "batch": 3}),
     Setting("constant lr", "no cosine decay", {"schedule": "constant"}),
+    Setting("chosen", "crops 160 x 3, bilinear, tv 10: the defaults chosen from the rows above",
+            {"crop_size": 160, "batch": 3, "upsample": "bilinear"}, loss={"tv_weight": 10.0}),
 ]
-LONG: list[Setting] = []
+LONG = [
+    Setting("baseline", "the standard profile's recipe before this study, 1500 steps", {"steps": 1500},
+            milestones=(300, 600, 1000)),
+    Setting("crops 160 x 3", "3 crops of 160 px a step, 3000 steps", {"crop_size": 160, "batch": 3, "steps": 3000},
+            milestones=(500, 1000, 1500, 2000, 2500)),
+]
 STAGES = {"short": SHORT, "long": LONG}
 
 

@@ -172,6 +172,12 @@ class Training:
         return self.seconds / max(self.step, 1)
 
 
+def generator_loss(**changes) -> LossSpec:
+    """The loss generators train on by default: ``LossSpec()`` with the generators' style and total
+    variation weights (``profiles``), and any ``changes``."""
+    return LossSpec(style_weight=profiles.GENERATOR_STYLE_WEIGHT, tv_weight=profiles.GENERATOR_TV_WEIGHT, **changes)
+
+
 def random_crops(
     images: Sequence[torch.Tensor],
     count: int,
@@ -217,7 +223,7 @@ def train_generator(
     description: str = "training",
     callback: Callable[[Training], None] | None = None,
 ) -> Training:
-    """Train a generator with Adam on ``loss`` (default ``LossSpec()``, as ``transfer``).
+    """Train a generator with Adam on ``loss`` (default ``generator_loss()``).
 
     With ``contents`` (images (1, 3, H, W) in [0, 1]), a style-transfer
     generator: it learns ``G(crop)`` for random crops of them, against each
@@ -300,7 +306,7 @@ def _inputs(contents: list[torch.Tensor], recipe: Recipe, rng: torch.Generator) 
 def _checked_settings(mode: str, styles, loss: LossSpec | None, recipe: Recipe | None) -> tuple[LossSpec, Recipe]:
     if not styles:
         raise ValueError("No style image given: a generator learns one style (or a blend).")
-    loss = LossSpec() if loss is None else loss
+    loss = generator_loss() if loss is None else loss
     if mode == "texture" and loss.content_weight > 0:
         loss = loss.replace(content_weight=0.0)
     if loss.style_blend is not None and len(loss.style_blend) != len(styles):

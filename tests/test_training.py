@@ -411,6 +411,15 @@ def test_a_texture_generator_from_the_command_line(tmp_path, image_file):
         (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}/c.pt", "--lr", "1e300"],
          "The learning rate must be a positive number up to 1000, got 1e+300"),
         (["stylize", "--checkpoint", "{picture}", "--content", "{picture}", "-o", "{picture}"], "is also an input"),
+        (["stylize", "--style", "monet", "--content", "{picture}", "-o", "{tmp}/out.png"],
+         "No shipped style-transfer generator for the style 'monet': shipped are "),
+        (["stylize", "--style", "starry_night", "-o", "{tmp}/out.png"],
+         "the shipped generator starry_night, trained"),  # ... is a style-transfer generator: give ... --content
+        (["stylize", "--style", "starry_night", "-o", "{tmp}/out.png"], "give the image to stylize with --content"),
+        (["stylize", "--style", "starry_night", "--texture", "--content", "{picture}", "-o", "{tmp}/out.png"],
+         "is a texture generator: it takes no --content"),
+        (["stylize", "--checkpoint", "{picture}", "--texture", "-o", "{tmp}/out.png"],
+         "--texture picks a shipped texture generator with --style"),
     ],
 )
 def test_generator_command_mistakes_are_one_sentence(tmp_path, image_file, args, message):

@@ -39,6 +39,8 @@ def register(commands) -> None:
     train.add_argument("--resume", action="store_true", help="continue the training saved in --checkpoint")
     _add_recipe_options(train)
     options.add_loss_options(train)
+    # A generator's training loss has its own defaults (profiles.GENERATOR_*): see docs/generators.md.
+    train.set_defaults(style_weight=profiles.GENERATOR_STYLE_WEIGHT, tv_weight=profiles.GENERATOR_TV_WEIGHT)
     options.add_model_options(train)
     train.set_defaults(handler=_train)
 
@@ -65,6 +67,7 @@ def register(commands) -> None:
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    from ..generator import UPSAMPLINGS
     from ..training import SCHEDULES, Recipe
 
     recipe = Recipe()
@@ -96,9 +99,13 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--schedule", choices=SCHEDULES, default=recipe.schedule, help="the learning rate: cosine decay or constant"
     )
+    parser.add_argument("--warmup", type=int, default=recipe.warmup,
+                        help="first steps on the content loss alone, before the style is added")
     parser.add_argument("--seed", type=int, default=recipe.seed, help="seed of the network, crops and noise")
     parser.add_argument("--channels", type=int, default=recipe.channels, help="width of the network's first layer")
     parser.add_argument("--residual-blocks", type=int, default=recipe.residual_blocks, help="residual blocks")
+    parser.add_argument("--upsample", choices=UPSAMPLINGS, default=recipe.upsample,
+                        help="how the network resizes before each upsampling convolution")
     parser.add_argument("--checkpoint-every", type=int, default=profiles.CHECKPOINT_EVERY, help="save every K steps")
 
 
@@ -121,6 +128,8 @@ def _recipe(args: argparse.Namespace):
         seed=args.seed,
         channels=args.channels,
         residual_blocks=args.residual_blocks,
+        warmup=0 if args.texture else args.warmup,
+        upsample=args.upsample,
     )
 
 
