@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PROFILE ?= standard
-DEVICE ?= auto
+# PROFILE (quick, standard, full) and DEVICE (cpu, cuda, ...): empty means the defaults of nst_lib/profiles.py.
+PROFILE ?=
+DEVICE ?=
 OUT ?=
 # Your own pictures for the report's section "Your pictures": comma-separated files or named images, and a folder.
 CONTENT ?=
@@ -35,13 +36,14 @@ browser:
 	  else echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium'."; exit 1; fi; }
 
 report: setup
-	$(BIN)/python -m nst_lib report --profile $(PROFILE) --device $(DEVICE) $(if $(OUT),--output "$(OUT)") \
+	$(BIN)/python -m nst_lib report $(if $(PROFILE),--profile $(PROFILE)) $(if $(DEVICE),--device $(DEVICE)) \
+	  $(if $(OUT),--output "$(OUT)") \
 	  $(if $(CONTENT),--content "$(CONTENT)") $(if $(STYLE),--style "$(STYLE)") $(if $(ALBUM),--album "$(ALBUM)")
 
 test: setup browser
 	$(BIN)/python -m pytest
 
-# Notebooks are committed without outputs (see README, "Notebooks"), except those that keep outputs for nbval to
+# Notebooks are committed without outputs (see docs/report.md, "Notebooks"), except those that keep outputs for nbval to
 # compare: re-run those in place in the quick profile, and clear the outputs of the others.
 notebooks: setup
 	@for nb in notebooks/[0-9][0-9]_*.ipynb; do \

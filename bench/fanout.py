@@ -9,14 +9,14 @@ Run by hand on an idle machine (timings taken while other jobs run mean nothing)
 It prints README-ready tables and writes ``bench/results/fanout.json``:
 
 1. seconds of one style-transfer evaluation with 1, 2, 4, ... torch threads,
-   and the layout ``executor.plan_layout`` chooses from them for the batch;
+   and the layout ``sizing.plan_layout`` chooses from them for the batch;
 2. the same batch of ``--jobs`` optimizations (``--steps`` L-BFGS evaluations
    each, random pictures of the profile's size: the time does not depend on
    what they show) in this process with every core, and on a local cluster of
    each workers x threads layout that fits the cores (or ``--layouts``): the
    cluster's start-up (workers started, each loading its VGG-19 once) apart
    from the batch's wall time, and each worker's peak memory against
-   ``executor.optimization_bytes``. The fastest row is what the default
+   ``sizing.optimization_bytes``. The fastest row is what the default
    sizing (``IN_PROCESS_CORES``, ``plan_layout``) should pick;
 3. with ``--sections``: the sections built in-process and on a local cluster
    (the planned layout), each into a fresh folder, alternating ``--rounds``
@@ -40,8 +40,10 @@ from pathlib import Path
 
 import torch
 
-from nst_lib import VGG19, executor, report
+from nst_lib import VGG19, report, sizing
+from nst_lib import cluster as clusters
 from nst_lib.files import atomic_write
+from nst_lib.jobs import InProcess, Job, run_in_order
 from nst_lib.profiles import get_profile
 from nst_lib.vgg import describe_device
 
@@ -105,26 +107,26 @@ def peak_memory(client) -> list[int]:
     return list(client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024).values())
 
 
-def batch_jobs(count: int, size: int, steps: int) -> list[executor.Job]:
+def batch_jobs(count: int, size: int, steps: int) -> list[Job]:
     """``count`` optimizations of random pictures (one content and one style each) with their own seeds."""
     generator = torch.Generator().manual_seed(0)
     jobs = []
     for index in range(count):
         content, style = (torch.rand(1, 3, size, size, generator=generator) for _ in range(2))
         options = {"content": content, "styles": [style], "seed": index, "steps": steps}
-        jobs.append(executor.Job(options, f"job {index}"))
+        jobs.append(Job(options, f"job {index}"))
     return jobs
 
 
 def timed_batch(runner, model, jobs) -> tuple[float, int]:
     """Wall seconds of running ``jobs`` on ``runner``, and the evaluations they spent."""
     start = time.perf_counter()
-    results = executor.run_in_order(runner, model, jobs)
+    results = run_in_order(runner, model, jobs)
     return time.perf_counter() - start, sum(result.evaluations for result in results)
 
 
 def in_process_row(model, jobs, cores: int) -> dict:
-    seconds, evaluations = timed_batch(executor.InProcess(cores), model, jobs)
+    seconds, evaluations = timed_batch(InProcess(cores), model, jobs)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"executor": "in-process", "workers": 1, "threads": cores, "start_seconds": 0.0, "seconds": seconds,
             "evaluations": evaluations, "peak_worker_bytes": own}
@@ -134,10 +136,10 @@ def cluster_row(model, jobs, workers: int, threads: int, size: int) -> dict:
     """A fresh local cluster of ``workers`` x ``threads``: its start-up (until every worker holds its network)
     and the batch's wall time on it."""
     start = time.perf_counter()
-    cluster = executor.local_cluster(workers=workers, threads=threads, size=size, log=lambda line: None)
+    cluster = clusters.local_cluster(workers=workers, threads=threads, size=size, log=lambda line: None)
     try:
-        warm = [executor.Job(dict(job.options, steps=1), "warm-up") for job in jobs[:workers]]
-        executor.run_in_order(cluster, model, warm)
+        warm = [Job(dict(job.options, steps=1), "warm-up") for job in jobs[:workers]]
+        run_in_order(cluster, model, warm)
         started = time.perf_counter() - start
         seconds, evaluations = timed_batch(cluster, model, jobs)
         peaks = peak_memory(cluster.client)
@@ -152,28 +154,28 @@ def layouts(cores: int, asked: str | None) -> list[tuple[int, int]]:
     worker with every core (the cluster's own cost against in-process)."""
     if asked:
         return [tuple(int(n) for n in item.split("x")) for item in asked.split(",")]
-    shapes = [(cores // t, t) for t in executor.thread_candidates(cores) if cores // t >= 2]
+    shapes = [(cores // t, t) for t in sizing.thread_candidates(cores) if cores // t >= 2]
     return shapes + [(1, cores)]
 
 
 def run_batch(args, model, size: int, steps: int) -> dict:
-    cores = executor.available_cores()
-    seconds = executor.measure_threads(model, size, executor.thread_candidates(cores))
+    cores = sizing.available_cores()
+    seconds = sizing.measure_threads(model, size, sizing.thread_candidates(cores))
     jobs = batch_jobs(args.jobs, size, steps)
-    planned = executor.plan_layout(cores, executor.available_memory(), executor.optimization_bytes((size, size)),
+    planned = sizing.plan_layout(cores, sizing.available_memory(), sizing.optimization_bytes((size, size)),
                                    seconds, tasks=len(jobs))
     rows = [in_process_row(model, jobs, cores)]
     for workers, threads in layouts(cores, args.layouts):
         rows.append(cluster_row(model, jobs, workers, threads, size))
     return {"size": size, "steps": steps, "jobs": len(jobs), "cores": cores, "thread_seconds": seconds,
             "planned": [planned.workers, planned.threads, planned.reason], "rows": rows,
-            "estimated_worker_bytes": executor.optimization_bytes((size, size)),
-            "in_process_cores": executor.IN_PROCESS_CORES}
+            "estimated_worker_bytes": sizing.optimization_bytes((size, size)),
+            "in_process_cores": sizing.IN_PROCESS_CORES}
 
 
 def run_sections(args, size: int) -> dict:
     sections = args.sections.split(",")
-    cluster = executor.local_cluster(workers=args.workers, threads=args.threads, size=size)
+    cluster = clusters.local_cluster(workers=args.workers, threads=args.threads, size=size)
     from distributed import get_task_stream
 
     walls = {"in-process": [], "local cluster": []}

@@ -36,7 +36,9 @@ from nst_lib.assets import image_set
 from nst_lib.figures import Table, contact_sheet, save_figure
 from nst_lib.files import atomic_write
 from nst_lib.generator import stylize
-from nst_lib.training import Recipe, load_checkpoint, train_generator
+from nst_lib.checkpoints import load_checkpoint
+from nst_lib.generator import Recipe
+from nst_lib.training import train_generator
 from nst_lib.vgg import describe_device
 
 RESULTS = Path(__file__).resolve().parent / "results"

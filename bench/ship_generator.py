@@ -21,8 +21,10 @@ from pathlib import Path
 
 from nst_lib import VGG19, LossSpec, heldout, load_image, pretrained, profiles
 from nst_lib.assets import image_set
+from nst_lib.checkpoints import load_checkpoint
 from nst_lib.figures import Table
-from nst_lib.training import _fingerprint, _at_least, load_checkpoint
+from nst_lib.keys import images_digest
+from nst_lib.training import _at_least
 from nst_lib.vgg import describe_device
 
 CURVES = Path(__file__).resolve().parent / "results" / "curves"
@@ -71,7 +73,7 @@ def main(argv=None) -> None:
     photos = [] if trained.mode == "texture" else image_set(args.content_set)
     styles = [load_image(args.style, args.image_size)]
     contents = [_at_least(load_image(name, args.image_size), trained.recipe.crop_size) for name in photos]
-    if _fingerprint(styles, contents) != config["images"]:
+    if images_digest([*styles, *contents]) != config["images"]:
         raise SystemExit(f"{args.checkpoint} was not trained on {args.style} and "
                          f"{args.content_set if photos else 'no photos'} at {args.image_size} px: "
                          "give the --style, --content-set and --image-size of its training.")

@@ -172,6 +172,14 @@ def _verified(path: Path, asset: Asset, fix: str) -> Path:
     return path
 
 
+def _kept(folder: Path) -> str:
+    """Where a download would be kept, in words: ``folder``, or why it cannot be (a file in its place)."""
+    existing = next((path for path in (folder, *folder.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"with {CACHE_VARIABLE} set to a folder: {existing} is a file"
+    return f"it is then kept in {folder}"
+
+
 def _download(asset: Asset, target: Path) -> Path:
     try:
         with urllib.request.urlopen(asset.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
@@ -179,7 +187,7 @@ def _download(asset: Asset, target: Path) -> Path:
     except Exception as error:  # URLError, timeouts, SSL errors
         raise AssetError(
             f"Image {asset.name!r} is not on this machine and could not be downloaded from {asset.url} ({error}): "
-            f"connect to the internet once (it is then kept in {target.parent}), or set {MIRROR_VARIABLE} to a "
+            f"connect to the internet once ({_kept(target.parent)}), or set {MIRROR_VARIABLE} to a "
             f"folder that holds {asset.file}."
         ) from None
     if hashlib.sha256(data).hexdigest() != asset.sha256:

@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
+from .claims import Claim, Claims
 from .files import atomic_write
 
 DPI = 100
@@ -19,6 +20,14 @@ DPI = 100
 MIN_TILE_INCHES = 1.5
 MAX_TILE_INCHES = 2.8
 LABEL_POINTS = 9
+# Labels of a grid redrawn for a phone (two columns of tiles), where it is shown at about two thirds of its size.
+NARROW_POINTS = 13
+
+
+def literal(text) -> str:
+    """``text`` as matplotlib should draw it, letter for letter: its dollar signs escaped, so that a file name
+    such as 'cost $5 and $10.png' is not read as mathtext (nor fails to parse as it, after all the compute)."""
+    return str(text).replace("$", r"\$")
 
 
 def _wrapped(label: str, characters: int) -> str:
@@ -38,42 +47,56 @@ def grid(
     *,
     title: str | None = None,
     columns: int | None = None,
+    label_points: float = LABEL_POINTS,
 ):
     """A figure with one tile per image, each captioned with its label.
 
     Images are (1, 3, H, W) or (3, H, W) tensors in [0, 1]; labels may hold
     several lines (layer, weights, seed, ...). Tiles show small images pixel
     for pixel (enlarged without smoothing) and large ones scaled down to fit.
+    Every tile of the grid has the same height and its own image's width, so
+    that a tall picture among wide ones (a portrait beside landscapes) leaves
+    no white gap around it: rows with taller pictures end shorter.
+
+    The figure's ``narrow`` attribute redraws the same grid for a narrow
+    screen (two columns, larger labels); ``notebook.Setup.save`` saves it
+    beside the figure, and the report's page shows it on phones.
     """
     if len(images) != len(labels):
         raise ValueError(f"Got {len(images)} images but {len(labels)} labels: give one label per image.")
     if not images:
         raise ValueError("A grid needs at least one image.")
     columns = columns or min(len(images), 5)
-    rows = math.ceil(len(images) / columns)
-    width = images[0].shape[-1]
-    aspect = max(image.shape[-2] / image.shape[-1] for image in images)  # the tallest tile sets each row's height
-    tile_inches = min(max(width / DPI, MIN_TILE_INCHES), MAX_TILE_INCHES)
+    rows = [list(range(start, min(start + columns, len(images)))) for start in range(0, len(images), columns)]
+    first_width, first_height = images[0].shape[-1], images[0].shape[-2]
+    first_inches = min(max(first_width / DPI, MIN_TILE_INCHES), MAX_TILE_INCHES)
+    height = first_inches * first_height / first_width  # every tile's height: the first tile's, at its width
+    widths = [height * image.shape[-1] / image.shape[-2] for image in images]
     # Captions wrap to their tile's width (about 0.55 em per character) instead of running into the next tile.
-    characters = max(8, int(tile_inches * 72 / (LABEL_POINTS * 0.55)))
-    labels = [_wrapped(str(label), characters) for label in labels]
-    lines = max(label.count("\n") + 1 for label in labels)
-    figure, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(tile_inches * columns, (tile_inches * aspect + 0.2 * lines) * rows + (0.4 if title else 0)),
-        dpi=DPI,
-        squeeze=False,
-    )
-    for axis in axes.flat:
-        axis.axis("off")
-    enlarged = tile_inches * DPI > width
-    for axis, image, label in zip(axes.flat, images, labels):
-        axis.imshow(_as_array(image), interpolation="nearest" if enlarged else "antialiased")
-        axis.set_title(label, fontsize=LABEL_POINTS)
+    wrapped = [literal(_wrapped(str(label), max(8, int(width * 72 / (label_points * 0.55)))))
+               for label, width in zip(labels, widths)]
+    line = label_points * 1.3 / 72  # inches per caption line
+    captions = [max(wrapped[i].count("\n") + 1 for i in row) * line + 0.06 for row in rows]
+    gap, margin, heading = 0.12, 0.05, (0.45 if title else 0.0)
+    figure_width = max(sum(widths[i] for i in row) + gap * (len(row) - 1) for row in rows) + 2 * margin
+    figure_height = heading + sum(captions) + height * len(rows) + gap * (len(rows) - 1) + 2 * margin
+    figure = plt.figure(figsize=(figure_width, figure_height), dpi=DPI)
+    top = figure_height - margin - heading
+    for row, caption in zip(rows, captions):
+        left, top = margin, top - caption
+        for index in row:
+            image, width = images[index], widths[index]
+            axis = figure.add_axes((left / figure_width, (top - height) / figure_height,
+                                    width / figure_width, height / figure_height))
+            axis.axis("off")
+            enlarged = width * DPI > image.shape[-1]
+            axis.imshow(_as_array(image), interpolation="nearest" if enlarged else "antialiased", aspect="auto")
+            axis.set_title(wrapped[index], fontsize=label_points, pad=3)
+            left += width + gap
+        top -= height + gap
     if title:
-        figure.suptitle(title, fontsize=12)
-    figure.tight_layout()
+        figure.suptitle(literal(title), fontsize=max(12, label_points), y=1 - margin / figure_height, va="top")
+    figure.narrow = lambda: grid(images, labels, title=title, columns=min(2, columns), label_points=NARROW_POINTS)
     return figure
 
 
@@ -101,16 +124,16 @@ def loss_curves(
             if term in history:
                 step = (every or {}).get(label, 1)
                 values = history[term]
-                (line,) = axis.plot(range(step, step * len(values) + 1, step), values, label=label)
+                (line,) = axis.plot(range(step, step * len(values) + 1, step), values, label=literal(label))
                 for evaluation in (marks or {}).get(label, ()):
                     axis.axvline(evaluation, color=line.get_color(), linestyle="--", linewidth=0.8, alpha=0.8)
         axis.set_yscale("log")
-        axis.set_xlabel(xlabel)
+        axis.set_xlabel(literal(xlabel))
         axis.set_ylabel(f"{term} loss (relative)")
         axis.grid(True, alpha=0.3)
     axes[0][-1].legend(fontsize=8)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(literal(title))
     figure.tight_layout()
     return figure
 
@@ -131,13 +154,13 @@ def equivalence_curves(
     for index, (label, values) in enumerate(totals.items()):
         best = [min(values[: i + 1]) for i in range(len(values))]
         colour = f"C{index % 10}"
-        axis.plot(range(1, len(best) + 1), best, color=colour, label=label)
+        axis.plot(range(1, len(best) + 1), best, color=colour, label=literal(label))
         marks = levels.get(label)
         marks = marks if isinstance(marks, Mapping) else ({} if marks is None else {None: marks})
         for number, (name, level) in enumerate(marks.items()):
             style = styles[number % len(styles)]
             axis.axhline(level, color=colour, linestyle=style, linewidth=0.8,
-                         label=None if name is None else f"{label}: {name}")
+                         label=None if name is None else literal(f"{label}: {name}"))
             reached = next((i for i, value in enumerate(best) if value <= level), None)
             if reached is not None:
                 axis.plot([reached + 1], [level], "o", color=colour)
@@ -145,9 +168,9 @@ def equivalence_curves(
     axis.set_xlabel("L-BFGS evaluations of the per-image optimization")
     axis.set_ylabel("best total loss so far")
     axis.grid(True, alpha=0.3)
-    axis.legend(fontsize=8, title=f"dashed: {level_label}", title_fontsize=8)
+    axis.legend(fontsize=8, title=literal(f"dashed: {level_label}"), title_fontsize=8)
     if title:
-        axis.set_title(title, fontsize=10)
+        axis.set_title(literal(title), fontsize=10)
     figure.tight_layout()
     return figure
 
@@ -159,9 +182,10 @@ def tradeoff_curves(curves: Mapping[str, Sequence[tuple[float, float, str]]], *,
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     for index, (name, points) in enumerate(curves.items()):
         points = sorted(points)
-        (line,) = axis.plot([c for c, _, _ in points], [s for _, s, _ in points], marker="o", label=name)
+        (line,) = axis.plot([c for c, _, _ in points], [s for _, s, _ in points], marker="o", label=literal(name))
         for content, style, label in points:  # the first curve's labels above its points, the others' below
-            axis.annotate(label, (content, style), textcoords="offset points", xytext=(6, 5 if index == 0 else -11),
+            axis.annotate(literal(label), (content, style), textcoords="offset points",
+                          xytext=(6, 5 if index == 0 else -11),
                           fontsize=8, color=line.get_color())
     axis.set_xscale("log")
     axis.set_yscale("log")
@@ -170,7 +194,7 @@ def tradeoff_curves(curves: Mapping[str, Sequence[tuple[float, float, str]]], *,
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=8)
     if title:
-        axis.set_title(title, fontsize=10)
+        axis.set_title(literal(title), fontsize=10)
     figure.tight_layout()
     return figure
 
@@ -228,10 +252,11 @@ class Table:
         return "\n".join(lines)
 
 
-def claims(rows: Sequence[tuple[str, str, bool]]) -> Table:
-    """Findings stated as measured, so that they stay true at every profile: one row per
-    (claim, the value measured in this run, whether the claim holds)."""
-    return Table([{"claim": claim, "measured": value, "holds": "yes" if holds else "no"} for claim, value, holds in rows])
+def claims(rows: Sequence[Claim]) -> Claims:
+    """Findings stated as measured, so that they stay true at every profile: a table of claims, each
+    judged in this run (``nst_lib.claims.judge``: claim, value measured, verdict and its reason), which
+    the report's page also lists in its summary."""
+    return Claims(rows)
 
 
 def contact_sheet(
@@ -262,12 +287,12 @@ def contact_sheet(
             axis.imshow(_as_array(image), interpolation="nearest" if enlarged else "antialiased")
         else:
             axis.set_facecolor("#eeeeee")
-        axis.set_xlabel(captions[r][c] if captions else "", fontsize=7)
+        axis.set_xlabel(literal(captions[r][c]) if captions else "", fontsize=7)
         if r == 0:
-            axis.set_title(column_labels[c], fontsize=8, fontweight="bold")
+            axis.set_title(literal(column_labels[c]), fontsize=8, fontweight="bold")
         if c == 0:
-            axis.set_ylabel(row_labels[r], fontsize=8, fontweight="bold")
+            axis.set_ylabel(literal(row_labels[r]), fontsize=8, fontweight="bold")
     if title:
-        figure.suptitle(title, fontsize=11)
+        figure.suptitle(literal(title), fontsize=11)
     figure.tight_layout()
     return figure

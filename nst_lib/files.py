@@ -31,6 +31,17 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that the same cleanup runs."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A run (a sweep, a report build) was stopped by Ctrl-C or SIGTERM; the message says what it kept
+    and what it did not."""
+
+
+# What a user can cause, each said in one sentence: a value that cannot be used (ValueError, which
+# AssetError, ImageError, WeightsError and CheckpointError are) or a file that cannot be read or written
+# (OSError, which WriteError is). The command line prints them on one line, the explorer in its message line.
+USER_ERRORS = (ValueError, OSError)
+
+
 def _raise_terminated(signum, frame):
     raise Terminated
 

@@ -11,7 +11,8 @@ residual blocks, two nearest-neighbour upsamplings each followed by a
 convolution (no transposed convolutions, so no checkerboard), a 9x9
 convolution out and a sigmoid into [0, 1]; instance normalization throughout.
 It is fully convolutional: trained on small crops, it runs on any size.
-Training and checkpoints are in ``training``.
+``Recipe`` says how large a network is and how it is trained; the training
+loop is in ``training``, the files it writes in ``checkpoints``.
 """
 
 from __future__ import annotations
@@ -19,19 +20,35 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import profiles
-from .images import MIN_SIZE, check_image
-from .vgg import fast_bfloat16
+from .images import MAX_SIZE, MIN_SIZE, check_image
+from .losses import LossSpec
+from .optimize import check_learning_rate, check_steps
+from .sizing import EVALUATION_FACTOR, activation_values, check_memory
+from .vgg import fast_bfloat16, min_image_side
 
 # The network downsamples twice by 2: sides are padded to a multiple of this.
 STRIDE = 4
 # How the network doubles its resolution before each upsampling convolution.
 UPSAMPLINGS = ("nearest", "bilinear")
+# Bounds on the network's size, as images.MAX_SIZE bounds an image's (Johnson et al.: 32 channels, 5 blocks).
+MAX_CHANNELS = 128
+MAX_RESIDUAL_BLOCKS = 32
+# Per pixel of the input, per channel of the first layer: the values a forward pass holds at once at its peak
+# (about 7.8 measured by bench/generator_memory.py, in float32 at 512 to 2048 px).
+STYLIZE_VALUES_PER_CHANNEL = 8
+# Crops per step, bounded as the network's size is (Johnson et al.: 4).
+MAX_BATCH = 256
+# A training step's memory beyond the process that holds torch, the VGG-19 and the images: autograd's and
+# oneDNN's own buffers (the VGG-19's peak over the feature maps it keeps is sizing.EVALUATION_FACTOR);
+# bench/generator_memory.py measures the estimate against the peak.
+TRAINING_OVERHEAD_BYTES = 2**30 * 2 // 5
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Sequential:
@@ -103,6 +120,31 @@ class Generator(nn.Module):
         return torch.sigmoid(self.layers(images))[..., :height, :width]
 
 
+def parameter_count(channels: int, residual_blocks: int) -> int:
+    """The network's number of weights, counted without making it."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in Generator(channels, residual_blocks).parameters())
+
+
+def training_values(channels: int, residual_blocks: int) -> int:
+    """Per pixel of a training crop: the values in the feature maps that the generator's forward pass keeps
+    for its backward pass (each padding, convolution, normalization and ReLU output, in units of one channel
+    at the crop's own size: a stride-2 layer's map of 2c channels counts c/2)."""
+    c = channels
+    down = 3 + 3 * c + (c + 3 * 2 * c / 4) + (2 * c / 4 + 3 * 4 * c / 16)  # the 9x9 input layer, two stride-2 layers
+    blocks = residual_blocks * 8 * (4 * c / 16)  # two paddings, convolutions, normalizations, a ReLU and the sum
+    up = (c + c + 3 * 2 * c / 4) + (2 * c + 2 * c + 3 * c) + (c + 3) + 3  # two upsamplings, the output layer
+    return math.ceil(down + blocks + up)
+
+
+def stylize_bytes(channels: int, residual_blocks: int, shape: Sequence[int]) -> int:
+    """Memory a forward pass over one image of ``shape`` (H, W) takes beyond the running process: the weights
+    and the feature maps held at its peak, in float32."""
+    height, width = shape
+    return 4 * (parameter_count(channels, residual_blocks) + height * width * (
+        STYLIZE_VALUES_PER_CHANNEL * channels + 16))
+
+
 def noise(count: int, shape: Sequence[int], generator: torch.Generator | None = None) -> torch.Tensor:
     """The input of a texture generator: uniform noise (count, 3, H, W) in [0, 1]."""
     return torch.rand((count, 3, *shape), generator=generator)
@@ -167,3 +209,127 @@ def evaluations_to_reach(totals: Sequence[float], level: float) -> int | None:
         if best <= level:
             return count
     return None
+
+
+# --------------------------------------------------------------------------------------
+# The recipe: the network's size, and how it is trained (the loop is in ``training``).
+
+_FULL = profiles.PROFILES["full"]
+SCHEDULES = ("cosine", "constant")
+FINAL_LR_FRACTION = 0.01
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a generator is trained (the loss apart): the network's size, Adam and the crops.
+
+    ``steps`` counts Adam steps, each over ``batch`` square crops of
+    ``crop_size`` px; ``seed`` fixes the network's first weights, the crops and
+    the noise. ``warmup``: the first steps train on the content loss alone (the
+    network learns to give the photograph back) before the style is added.
+    ``upsample``: see ``Generator``. Defaults are the ``full`` profile's, after
+    Johnson et al.
+    """
+
+    steps: int = _FULL.generator_steps
+    batch: int = _FULL.generator_batch
+    crop_size: int = _FULL.generator_size
+    lr: float = profiles.GENERATOR_LR
+    seed: int = profiles.SEED
+    channels: int = profiles.GENERATOR_CHANNELS
+    residual_blocks: int = profiles.RESIDUAL_BLOCKS
+    scales: tuple[float, float] = profiles.GENERATOR_SCALES
+    schedule: str = profiles.GENERATOR_SCHEDULE
+    warmup: int = profiles.GENERATOR_WARMUP
+    upsample: str = profiles.GENERATOR_UPSAMPLE
+
+    def __post_init__(self):
+        check_steps(self.steps, "steps")
+        check_batch(self.batch)
+        check_channels(self.channels)
+        blocks = self.residual_blocks
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+            raise ValueError(f"residual_blocks must be a whole number of at least 0, got {blocks!r}.")
+        for name, least, most in (("batch", 1, MAX_BATCH), ("channels", 1, MAX_CHANNELS),
+                                  ("residual_blocks", 0, MAX_RESIDUAL_BLOCKS)):
+            if getattr(self, name) > most:
+                raise ValueError(f"{name}={getattr(self, name)} is out of range: use {least} to {most}.")
+        object.__setattr__(self, "lr", check_learning_rate(self.lr))
+        object.__setattr__(self, "scales", _checked_scales(self.scales))
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown learning-rate schedule {self.schedule!r}: choose {' or '.join(SCHEDULES)}.")
+        warmup = self.warmup
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < self.steps:
+            raise ValueError(f"warmup must be a whole number from 0 to fewer than the {self.steps} steps, got {warmup!r}.")
+        if self.upsample not in UPSAMPLINGS:
+            raise ValueError(f"Unknown upsampling {self.upsample!r}: choose {' or '.join(UPSAMPLINGS)}.")
+
+    def network(self) -> Generator:
+        """A generator of this recipe's shape (its first weights from torch's global random state)."""
+        return Generator(self.channels, self.residual_blocks, self.upsample)
+
+    def lr_at(self, step: int) -> float:
+        """Adam's learning rate for step ``step`` (0-based): ``lr`` throughout, or from ``lr`` down
+        along half a cosine to ``lr / 100`` at the last step."""
+        if self.schedule == "constant":
+            return self.lr
+        progress = step / max(self.steps - 1, 1)
+        floor = self.lr * FINAL_LR_FRACTION
+        return floor + (self.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0))) / 2
+
+    def memory(self, loss: LossSpec) -> int:
+        """Bytes a training step takes beyond the process that holds torch, the VGG-19 and the images: the
+        network with its gradients and Adam's two moments, and the feature maps that the generator and the
+        VGG-19 keep for the backward pass over ``batch`` crops (float32 throughout: bfloat16 takes less)."""
+        crop = (self.crop_size, self.crop_size)
+        per_crop = (training_values(self.channels, self.residual_blocks) * crop[0] * crop[1]
+                    + EVALUATION_FACTOR * activation_values(crop, loss.layers))
+        return int(TRAINING_OVERHEAD_BYTES + 4 * (4 * parameter_count(self.channels, self.residual_blocks)
+                                                  + self.batch * per_crop))
+
+    def check_memory(self, loss: LossSpec, device: torch.device) -> None:
+        """Raise a ValueError, before the network is made, when a training step would need more memory than
+        ``device`` has free (``memory``)."""
+        check_memory(
+            self.memory(loss), device,
+            f"Training {self.batch} crops of {self.crop_size} px at a time through a generator of {self.channels} "
+            f"channels and {self.residual_blocks} residual blocks",
+            "lower the batch, the crop size, the channels or the residual blocks",
+        )
+
+    def check_crops(self, loss: LossSpec) -> None:
+        """Raise a ValueError when the crops are too small for the loss's deepest layer."""
+        smallest = max(min_image_side(loss.layers), MIN_SIZE)
+        size = self.crop_size
+        if isinstance(size, bool) or not isinstance(size, int) or not smallest <= size <= MAX_SIZE:
+            raise ValueError(
+                f"crop_size must be a whole number from {smallest} px (for these layers) to {MAX_SIZE} px, "
+                f"got {size!r}."
+            )
+
+
+def _checked_scales(scales) -> tuple[float, float]:
+    """(smallest, largest) scale of the crops: numbers with 0 < smallest <= largest <= 1."""
+    try:
+        low, high = (float(value) for value in scales)
+    except (TypeError, ValueError):
+        raise ValueError(f"scales must be two numbers (smallest, largest), got {scales!r}.") from None
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"scales must satisfy 0 < smallest <= largest <= 1, got ({low:g}, {high:g}).")
+    return low, high
+
+
+def check_batch(batch, name: str = "batch") -> int:
+    """Crops per training step: a whole number of at least 1, or a ValueError that names it."""
+    return _whole(batch, name)
+
+
+def check_channels(channels, name: str = "channels") -> int:
+    """The width of the network's first layer: a whole number of at least 1, or a ValueError that names it."""
+    return _whole(channels, name)
+
+
+def _whole(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}.")
+    return value

@@ -177,6 +177,38 @@ def pixel_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.detach().cpu() - b.detach().cpu()).abs().mean())
 
 
+def low_pass(image: torch.Tensor, scale: float) -> torch.Tensor:
+    """``image`` (1, 3, H, W) blurred by a Gaussian of standard deviation ``scale`` px, edges mirrored (then
+    repeated, on a picture smaller than the blur): what is left when detail finer than ``scale`` px is
+    averaged away."""
+    picture = image.detach().cpu().float()
+    if scale <= 0:
+        return picture
+    radius = max(1, math.ceil(3 * scale))
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (offsets / scale) ** 2)
+    kernel = kernel / kernel.sum()
+    channels = picture.shape[1]
+    for horizontal in (True, False):  # separable: along the rows, then along the columns
+        side = picture.shape[-1 if horizontal else -2]
+        mirrored = min(radius, side - 1)
+        for amount, mode in ((mirrored, "reflect"), (radius - mirrored, "replicate")):
+            if amount:
+                pad = [amount, amount, 0, 0] if horizontal else [0, 0, amount, amount]
+                picture = torch.nn.functional.pad(picture, pad, mode=mode)
+        weights = kernel.view(1, 1, 1, -1) if horizontal else kernel.view(1, 1, -1, 1)
+        picture = torch.nn.functional.conv2d(picture, weights.expand(channels, 1, *weights.shape[2:]), groups=channels)
+    return picture
+
+
+def structure_distance(a: torch.Tensor, b: torch.Tensor, scale: float) -> float:
+    """``pixel_distance`` after a ``low_pass`` at ``scale`` px: how far apart two images are in what
+    they show (edges, surfaces, colours), leaving out speckle finer than ``scale``."""
+    if a.shape != b.shape:
+        raise ValueError(f"Cannot compare images of shapes {tuple(a.shape)} and {tuple(b.shape)}.")
+    return pixel_distance(low_pass(a, scale), low_pass(b, scale))
+
+
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
     """Tensor (1, 3, H, W) or (3, H, W) in [0, 1] -> 8-bit RGB PIL image (values clamped)."""
     if image.dim() == 4:

@@ -455,12 +455,6 @@ class PerceptualLoss:
         return terms
 
 
-def content_distance(model, image: torch.Tensor, reference: torch.Tensor, layers) -> float:
-    """Content loss of ``image`` against ``reference`` (the convention above), at ``layers``."""
-    with torch.no_grad():
-        return float(ContentLoss(model(reference.to(model.device), layers))(model(image.to(model.device), layers)))
-
-
 def style_distance(model, image: torch.Tensor, reference: torch.Tensor, layers) -> float:
     """Style (Gram) loss of ``image`` against ``reference`` (the convention above), at ``layers``."""
     with torch.no_grad():

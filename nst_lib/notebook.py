@@ -6,8 +6,8 @@ so that a notebook run by papermill and one stepped through by hand behave
 the same.
 
 The profile a notebook leaves open (``profile = None``) comes from the
-environment variable ``NST_PROFILE``, else it is ``standard``: a notebook
-opened by hand runs what the report shows, and the tests set
+environment variable ``NST_PROFILE``, else it is ``profiles.DEFAULT_PROFILE``:
+a notebook opened by hand runs what the report shows, and the tests set
 ``NST_PROFILE=quick`` for the kernels that nbval starts. A report build
 passes its profile explicitly.
 
@@ -21,8 +21,15 @@ and figure names on the terminal that runs the build) or ``off`` (tests).
 
 A figure's optimizations go to ``Setup.transfer_all`` as one batch, which runs
 on the executor that ``NST_SCHEDULER`` / ``NST_EXECUTOR`` / ``NST_THREADS``
-name (see ``nst_lib.executor``; the report build sets them): in this process,
+name (see ``nst_lib.cluster``; the report build sets them): in this process,
 or on a Dask cluster, with one progress bar over the batch.
+
+Every optimization, in a batch or alone (``Setup.transfer``), goes through a
+``store.Store`` first: one that this notebook, another section of the report
+or an earlier build already finished is read back (exactly: same pixels, same
+history, same seconds) instead of run again. The store is the folder that
+``NST_RESULTS`` names (the report build's ``results/``), else ``results``
+beside the figures folder. ``setup.json`` counts what ran and what was reused.
 """
 
 from __future__ import annotations
@@ -38,21 +45,21 @@ from pathlib import Path
 import torch
 
 from . import profiles
-from .executor import Job, executor_from, run_in_order
+from .cluster import _threads_from_environment, executor_from
 from .figures import save_figure
 from .files import atomic_write
 from .images import load_image
+from .jobs import Job, JobError, run_in_order
+from .keys import job_key
 from .optimize import Result, transfer
-from .profiles import PROFILES, Profile, get_profile
+from .profiles import FIGURE_METADATA, INPUTS_FILE, NARROW_SUFFIX, PROFILES, SETUP_FILE, Profile, get_profile
+from .store import Store
 from .vgg import VGG19, describe_device, pick_device
 
 PROFILE_VARIABLE = "NST_PROFILE"
-DEFAULT_PROFILE = "standard"
 PROGRESS_VARIABLE = "NST_PROGRESS"
 PROGRESS_MODES = {"notebook": True, "terminal": "terminal", "off": False}
-SETUP_FILE = "setup.json"
-# The key under which a figure output's metadata holds its file name, title and caption.
-FIGURE_METADATA = "nst_lib/figure"
+RESULTS_VARIABLE = "NST_RESULTS"
 
 
 @dataclass
@@ -65,34 +72,81 @@ class Setup:
     output_dir: Path
     progress: bool | str = True
     figures: list[str] = field(default_factory=list)
-    executor_kind: str | None = None  # None: from the environment (see nst_lib.executor.executor_from)
+    inputs: list[str] = field(default_factory=list)
+    executor_kind: str | None = None  # None: from the environment (see nst_lib.cluster.executor_from)
+    results: Path | None = None  # the store's folder; None: results beside the figures folder
     _executor: object = field(default=None, repr=False)
+    _store: Store | None = field(default=None, repr=False)
+    optimizations: dict = field(default_factory=lambda: {"computed": 0, "reused": 0})
 
     def load(self, name_or_path, size: int | None = None) -> torch.Tensor:
-        """A named image or file at the profile's size (or ``size``), on the CPU."""
-        return load_image(name_or_path, size or self.profile.size)
+        """A named image or file at the profile's size (or ``size``), on the CPU; its name joins
+        ``<output_dir>/inputs.json``."""
+        image = load_image(name_or_path, size or self.profile.size)
+        if str(name_or_path) not in self.inputs:
+            self.inputs.append(str(name_or_path))
+            with atomic_write(self.output_dir / INPUTS_FILE, "w") as handle:
+                json.dump(self.inputs, handle, indent=1)
+        return image
 
     def transfer(self, content=None, styles=(), *, label: str = "optimizing", **options) -> Result:
         """``optimize.transfer`` with this run's model (unless ``model=`` says another), step budget
-        and progress display."""
-        self.announce(label)
+        and progress display, here; one already kept in the store is read back instead."""
         options.setdefault("steps", self.profile.steps)
-        options.setdefault("model", self.model)
-        return transfer(content, styles, progress=self.progress, description=label, **options)
+        model = options.pop("model", self.model)
+        options = dict(content=content, styles=styles, **options)
+        key = job_key(options, model.settings, model.device.type, torch.get_num_threads())
+        result = self.store.found([key]).get(key)
+        reused = result is not None
+        if reused:
+            self.announce(f"{label}: reused")
+        else:
+            self.announce(label)
+            result = transfer(model=model, progress=self.progress, description=label, **options)
+            self.store.put(key, result)
+        self._count([reused])
+        return result
 
     def transfer_all(self, jobs: Mapping[Hashable, Mapping]) -> dict:
         """A figure's independent optimizations as one batch: {key: keyword arguments of ``transfer``
-        (``label`` included)} -> {key: Result}, in the order of ``jobs``, whichever executor ran them."""
+        (``label`` included)} -> {key: Result}, in the order of ``jobs``, whichever executor ran them.
+        Those kept in the store are read back; the others run as one batch on the executor."""
         batch = []
         for key, job in jobs.items():
             options = dict(job)
             label = options.pop("label", str(key))
             options.setdefault("steps", self.profile.steps)
             batch.append(Job(options, label))
-        self.announce(f"{len(batch)} optimizations ({self.executor.name}): {batch[0].label} ... {batch[-1].label}")
-        description = f"{len(batch)} optimizations"
-        results = run_in_order(self.executor, self.model, batch, progress=self.progress, description=description)
+        threads = self.executor.job_threads
+        batch_keys = [job_key(job.options, self.model.settings, self.device.type, threads) for job in batch]
+        found = self.store.found(batch_keys)
+        todo = len(set(batch_keys) - set(found))
+        self.announce(f"{len(batch)} optimizations ({todo} to run on {self.executor.name}, "
+                      f"{len(batch) - todo} reused): {batch[0].label} ... {batch[-1].label}")
+        results: list[Result | None] = [None] * len(batch)
+        reused = [False] * len(batch)
+        outcomes = self.store.run(self.executor, self.model, batch, batch_keys, found=found, progress=self.progress,
+                                  description=f"{todo} optimizations")
+        for index, outcome, was_reused in outcomes:
+            if isinstance(outcome, JobError):
+                raise outcome
+            results[index], reused[index] = outcome, was_reused
+        self._count(reused)
         return dict(zip(jobs, results))
+
+    @property
+    def store(self) -> Store:
+        """Where this run's optimizations are kept and found again (see ``store.Store``)."""
+        if self._store is None:
+            log = self.announce if self.progress == "terminal" else print
+            self._store = Store(self.results or self.output_dir.parent / profiles.RESULTS, log=log)
+        return self._store
+
+    def _count(self, reused: list[bool]) -> None:
+        """Add a batch to the optimizations that ran and that were read back, and record them."""
+        self.optimizations["reused"] += sum(reused)
+        self.optimizations["computed"] += len(reused) - sum(reused)
+        self.record()
 
     @property
     def executor(self):
@@ -115,6 +169,10 @@ class Setup:
         path = save_figure(figure, self.output_dir / f"{name}.png")
         title = figure.get_suptitle() if hasattr(figure, "get_suptitle") else ""
         plt.close(figure)
+        if callable(getattr(figure, "narrow", None)):  # a grid: its rendition for narrow screens beside it
+            narrow = figure.narrow()
+            save_figure(narrow, self.output_dir / f"{name}{NARROW_SUFFIX}")
+            plt.close(narrow)
         self.figures.append(path.name)
         self.announce(f"figure {path.name} saved")
         show(SavedFigure(path, title=title, caption=caption or ""))
@@ -124,7 +182,14 @@ class Setup:
         if self.progress == "terminal":
             print(f"    {message}", file=sys.__stderr__, flush=True)
 
-    def describe(self) -> dict:
+    def record(self) -> None:
+        """Write ``settings()`` and the optimizations run and reused so far to ``<output_dir>/setup.json``."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.output_dir / SETUP_FILE, "w") as handle:
+            json.dump({**self.settings(), "optimizations": self.optimizations}, handle, indent=1)
+
+    def settings(self) -> dict:
+        """This run's profile, machine, network and software, as the report's header shows them."""
         return {
             "profile": self.profile.name,
             "size": self.profile.size,
@@ -149,36 +214,40 @@ def setup(
     device: str = profiles.DEVICE,
     weights: str = profiles.WEIGHTS,
     pooling: str = profiles.POOLING,
-    output_dir: str | os.PathLike = "figures",
+    output_dir: str | os.PathLike | None = None,
     executor: str | None = None,
 ) -> Setup:
     """Resolve a notebook's parameters; record them in ``<output_dir>/setup.json``.
 
-    ``profile`` None: ``$NST_PROFILE`` when set, else ``standard``.
+    ``profile`` None: ``$NST_PROFILE`` when set, else ``profiles.DEFAULT_PROFILE``. ``output_dir`` None:
+    the folder ``profiles.FIGURES`` here. Optimizations are kept in the folder ``$NST_RESULTS`` when set,
+    else in ``profiles.RESULTS`` beside ``output_dir``.
     """
     chosen = get_profile(chosen_profile(profile), size=size, steps=steps)
     mode = os.environ.get(PROGRESS_VARIABLE, "notebook")
     if mode not in PROGRESS_MODES:
-        raise ValueError(f"{PROGRESS_VARIABLE}={mode!r} is not understood: use notebook, terminal or off.")
+        raise ValueError(f"{PROGRESS_VARIABLE}={mode!r} is not understood: use {' or '.join(PROGRESS_MODES)}.")
     where = pick_device(device)
+    threads = _threads_from_environment()  # what the build's batches run with (nst report --threads)
+    if threads:
+        torch.set_num_threads(threads)
     run = Setup(
         profile=chosen,
         device=where,
         model=VGG19(weights, pooling).to(where),
-        output_dir=Path(output_dir),
+        output_dir=Path(profiles.FIGURES if output_dir is None else output_dir),
         progress=PROGRESS_MODES[mode],
         executor_kind=executor,
+        results=Path(os.environ[RESULTS_VARIABLE]) if os.environ.get(RESULTS_VARIABLE) else None,
     )
-    run.output_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(run.output_dir / SETUP_FILE, "w") as handle:
-        json.dump(run.describe(), handle, indent=1)
+    run.record()
     return run
 
 
 def chosen_profile(profile: str | None = None) -> str:
-    """``profile``, else ``$NST_PROFILE``, else ``standard``; an unknown name is one sentence."""
+    """``profile``, else ``$NST_PROFILE``, else ``profiles.DEFAULT_PROFILE``; an unknown name is one sentence."""
     if profile is None:
-        profile = os.environ.get(PROFILE_VARIABLE) or DEFAULT_PROFILE
+        profile = os.environ.get(PROFILE_VARIABLE) or profiles.DEFAULT_PROFILE
         if profile not in PROFILES:
             raise ValueError(
                 f"{PROFILE_VARIABLE}={profile!r} is not a profile: use one of {', '.join(PROFILES)}, or unset it."

@@ -25,6 +25,7 @@ import numbers
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 from . import profiles
 from .images import MAX_SIZE, check_image, luminance_only, match_luminance, rgb_to_yiq, yiq_to_rgb
 from .losses import LossSpec
+from .timing import alternated
 from .vgg import VGG19, min_image_side
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -155,7 +157,7 @@ def optimize_image(
 
 def _learning_rate(optimizer: str, lr) -> float:
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"Unknown optimizer {optimizer!r}: choose 'lbfgs' or 'adam'.")
+        raise ValueError(f"Unknown optimizer {optimizer!r}: choose {' or '.join(map(repr, OPTIMIZERS))}.")
     return check_learning_rate(profiles.LEARNING_RATES[optimizer] if lr is None else lr)
 
 
@@ -377,6 +379,59 @@ def transfer(
     return result
 
 
+# Options of transfer that say how the optimizer steps, not what one evaluation computes.
+STEPPING = ("steps", "optimizer", "lr", "line_search", "history_size", "label")
+
+
+def seconds_per_evaluation(
+    jobs: Mapping[str, Mapping], *, model: VGG19, repeats: int = 15, threads: int | None = 1
+) -> dict[str, list[float]]:
+    """How long one evaluation (a forward and backward pass of the objective, as ``transfer`` runs it) of
+    each job's settings takes, measured so that a busy machine slows every job alike: one evaluation of each
+    job in turn, ``repeats`` times over (``timing.alternated``), after one untimed evaluation of each. A job
+    names ``content``, ``styles``, ``loss``, ``init`` ("noise" or "content"), ``seed`` and ``model`` as
+    ``transfer`` takes them (the model defaults to ``model``); the optimizer's own options (``STEPPING``),
+    which do not change what an evaluation computes, are left out. Per job, the seconds of each timed evaluation.
+
+    ``threads``: torch threads while timing (None: as set). One, by default: on a machine with more runnable
+    threads than cores, threads that wait for each other at every operation make a time measure the load,
+    not the work (two threads took many times as long as one, and bfloat16 lost its lead over float32:
+    docs/report.md, "Timing on a busy machine"); one thread is slowed by the load in proportion."""
+
+    def task(options: Mapping) -> Callable[[], float]:
+        options = dict(options)
+        chosen = options.pop("model", None) or model
+        loss = options.pop("loss", None) or LossSpec()
+        styles = check_styles(options.pop("styles", ()))
+        content = options.pop("content", None)
+        content = None if content is None else check_image(content, "content")
+        init, seed = options.pop("init", profiles.INIT), options.pop("seed", profiles.SEED)
+        options = {name: value for name, value in options.items() if name not in STEPPING}
+        if options:
+            raise ValueError(f"seconds_per_evaluation times a job's start and loss only; not {', '.join(options)}.")
+        _check_start(init, content, 1)
+        shape = _output_shape(content, styles, None, loss.layers)
+        objective, weights = loss.objective(chosen, content, styles), loss.weights()
+        image = _start_image(init, content, shape, seed).to(chosen.device).requires_grad_(True)
+
+        def evaluation() -> float:
+            started = time.perf_counter()
+            terms = objective(image.clamp(0, 1))
+            sum(weights[name] * value for name, value in terms.items()).backward()
+            image.grad = None
+            return time.perf_counter() - started
+
+        evaluation()  # builds what the first evaluation builds, untimed
+        return evaluation
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        return alternated({name: task(options) for name, options in jobs.items()}, repeats=repeats)
+    finally:
+        torch.set_num_threads(before)
+
+
 def check_styles(styles) -> list[torch.Tensor]:
     """One style image or several, as a list of checked images (see ``images.check_image``)."""
     styles = [styles] if isinstance(styles, torch.Tensor) else list(styles)
@@ -385,7 +440,7 @@ def check_styles(styles) -> list[torch.Tensor]:
 
 def _check_start(init, content, scales) -> None:
     if isinstance(init, str) and init not in INITS:
-        raise ValueError(f"Unknown init {init!r}: choose 'noise', 'content' or pass an image tensor.")
+        raise ValueError(f"Unknown init {init!r}: choose {', '.join(map(repr, INITS))} or pass an image tensor.")
     if isinstance(init, str) and init == "content" and content is None:
         raise ValueError("init='content' needs a content image.")
     if isinstance(scales, bool) or not isinstance(scales, int) or not 1 <= scales <= MAX_SCALES:
@@ -415,10 +470,23 @@ def _output_shape(content, styles, shape, layers) -> tuple[int, int]:
 
 def _start_image(init, content, shape, seed) -> torch.Tensor:
     if isinstance(init, torch.Tensor):
+        _check_init_shape(init, shape)
         return init
     if init == "noise":
         return torch.rand((1, 3, *shape), generator=torch.Generator().manual_seed(seed))
     return content
+
+
+def _check_init_shape(init: torch.Tensor, shape: tuple[int, int]) -> None:
+    """Warn, before any work, when an init image of another shape than the picture's is stretched to it."""
+    (height, width), (init_height, init_width) = shape, init.shape[-2:]
+    if abs(math.log((init_height / init_width) / (height / width))) > math.log(1.02):  # more than rounding
+        def form(w, h):
+            return f"{w}x{h} px ({'portrait' if h > w else 'landscape' if w > h else 'square'})"
+
+        warnings.warn(f"The init image is {form(init_width, init_height)} and the picture {form(width, height)}: it "
+                      "is stretched to the picture's shape; crop it to that shape to start from it undistorted.",
+                      stacklevel=4)
 
 
 def pyramid(shape: tuple[int, int], scales: int, loss: LossSpec) -> list[tuple[int, ...]]:

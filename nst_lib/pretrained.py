@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from . import profiles
+from .checkpoints import Training
 from .files import atomic_write
-from .generator import Generator, seeded_noise, stylize
-from .training import Recipe, Training
+from .generator import Generator, Recipe, seeded_noise, stylize
 
 FOLDER = Path(__file__).resolve().parent / "trained"
 FORMAT = "nst_lib.pretrained/1"

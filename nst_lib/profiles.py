@@ -11,7 +11,7 @@ A profile fixes image size and step counts for a whole report:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 CONTENT_LAYERS = ("conv4_2",)
 STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
@@ -22,8 +22,8 @@ OPTIMIZER = "lbfgs"
 LEARNING_RATES = {"lbfgs": 1.0, "adam": 0.02}
 HISTORY_SIZE = 100  # L-BFGS: past steps kept
 STEPS = 300
-# L-BFGS without a line search: 1.00x and 0.99x the classic recipe's style error at 100 and 200 evaluations
-# (1.02x with the strong-Wolfe one), and stable at learning rate 1; above 1, turn it on (README, Stability).
+# L-BFGS without a line search: as stylized as the classic recipe at the same content error, and stable at
+# learning rate 1 (bench/quality.py and bench/stability.py measure both); above 1, turn it on.
 LINE_SEARCH = False
 SIZE = 256
 WEIGHTS = "oxford"
@@ -35,9 +35,13 @@ DEVICE = "auto"  # cuda when there is a GPU
 PRE_RELU = False
 INIT = "noise"
 SEED = 0
+# The explorer's first Run: the photograph taking on the painting's style from the photograph itself (the
+# report's start for that, at STYLE_WEIGHT and SIZE), in few enough evaluations to watch.
+EXPLORER_INIT = "content"
+EXPLORER_STEPS = 50
 
-# The report's style-weight sweep (content weight 1, from noise).
-STYLE_WEIGHT_SWEEP = (1.0, 1e2, 1e3, 1e4, 1e6)
+# A sweep of more cells than this runs only when asked for by name (--max-cells).
+SWEEP_MAX_CELLS = 1000
 
 # Feed-forward generators, as in Johnson et al. (2016). A learning rate of 3e-3
 # already threw the training off course in its first steps on the named images.
@@ -77,9 +81,6 @@ class Profile:
         """This profile with some fields replaced (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 PROFILES = {
     "quick": Profile(
@@ -95,6 +96,23 @@ PROFILES = {
         generator_size=256, generator_steps=5000, generator_batch=4, stylize_size=512, speed_size=512,
     ),
 }
+
+
+# What `make report`, `nst report` and a notebook opened by hand run.
+DEFAULT_PROFILE = "standard"
+
+# Where a notebook's figures go (a folder beside it, or in its section of the report), the record of the
+# run's settings written there, and the key under which a figure output's metadata holds its file name,
+# title and caption (what the report's page builds its figures from).
+FIGURES = "figures"
+SETUP_FILE = "setup.json"
+# The named images and files a notebook loaded, in order (the report's summary lists them).
+INPUTS_FILE = "inputs.json"
+# A grid's rendition for narrow screens is saved beside it as <name>.narrow.png.
+NARROW_SUFFIX = ".narrow.png"
+# Where optimizations are kept and found again (see store.py): a report's folder, or beside a notebook's figures.
+RESULTS = "results"
+FIGURE_METADATA = "nst_lib/figure"
 
 
 def get_profile(name: str, **overrides) -> Profile:

@@ -1,4 +1,4 @@
-"""Training feed-forward generators (see ``generator``), and their checkpoints.
+"""Training feed-forward generators (see ``generator``); their files are ``checkpoints``.
 
 Training draws random square crops from a set of content images, each at a
 random scale and place and flipped left-right at random, or noise for a
@@ -17,159 +17,24 @@ crash leaves the previous one intact.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from . import profiles
-from .files import atomic_write, check_writable
-from .generator import UPSAMPLINGS, Generator, noise, run_generator
-from .images import MAX_SIZE, MIN_SIZE, check_image
+from .checkpoints import Training, check_checkpoint_path, resumed, save_checkpoint
+from .generator import Generator, Recipe, noise, run_generator
+from .images import check_image
+from .keys import images_digest, weights_digest
 from .losses import LossSpec, PerceptualLoss
-from .optimize import check_learning_rate, check_steps, check_styles, progress_bar
-from .vgg import VGG19, min_image_side
-
-CHECKPOINT_FORMAT = "nst_lib.generator/2"
-# Format 1 kept the loss and recipe settings flat in the config; reading one converts it.
-OLD_CHECKPOINT_FORMAT = "nst_lib.generator/1"
-_FULL = profiles.PROFILES["full"]
-
-
-SCHEDULES = ("cosine", "constant")
-FINAL_LR_FRACTION = 0.01
-# What checkpoints written before these recipe fields existed were trained with.
-LEGACY_RECIPE = {"scales": (1.0, 1.0), "schedule": "constant", "warmup": 0, "upsample": "nearest"}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be read or does not fit the training asked for; the message says why."""
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a generator is trained (the loss apart): the network's size, Adam and the crops.
-
-    ``steps`` counts Adam steps, each over ``batch`` square crops of
-    ``crop_size`` px; ``seed`` fixes the network's first weights, the crops and
-    the noise. ``warmup``: the first steps train on the content loss alone (the
-    network learns to give the photograph back) before the style is added.
-    ``upsample``: see ``Generator``. Defaults are the ``full`` profile's.
-    """
-
-    steps: int = _FULL.generator_steps
-    batch: int = _FULL.generator_batch
-    crop_size: int = _FULL.generator_size
-    lr: float = profiles.GENERATOR_LR
-    seed: int = profiles.SEED
-    channels: int = profiles.GENERATOR_CHANNELS
-    residual_blocks: int = profiles.RESIDUAL_BLOCKS
-    scales: tuple[float, float] = profiles.GENERATOR_SCALES
-    schedule: str = profiles.GENERATOR_SCHEDULE
-    warmup: int = profiles.GENERATOR_WARMUP
-    upsample: str = profiles.GENERATOR_UPSAMPLE
-
-    def __post_init__(self):
-        for name in ("steps", "batch", "channels"):
-            check_steps(getattr(self, name), name)
-        blocks = self.residual_blocks
-        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
-            raise ValueError(f"residual_blocks must be a whole number of at least 0, got {blocks!r}.")
-        object.__setattr__(self, "lr", check_learning_rate(self.lr))
-        object.__setattr__(self, "scales", _checked_scales(self.scales))
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"Unknown learning-rate schedule {self.schedule!r}: choose {' or '.join(SCHEDULES)}.")
-        warmup = self.warmup
-        if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < self.steps:
-            raise ValueError(f"warmup must be a whole number from 0 to fewer than the {self.steps} steps, got {warmup!r}.")
-        if self.upsample not in UPSAMPLINGS:
-            raise ValueError(f"Unknown upsampling {self.upsample!r}: choose {' or '.join(UPSAMPLINGS)}.")
-
-    def network(self) -> Generator:
-        """A generator of this recipe's shape (its first weights from torch's global random state)."""
-        return Generator(self.channels, self.residual_blocks, self.upsample)
-
-    def lr_at(self, step: int) -> float:
-        """Adam's learning rate for step ``step`` (0-based): ``lr`` throughout, or from ``lr`` down
-        along half a cosine to ``lr / 100`` at the last step."""
-        if self.schedule == "constant":
-            return self.lr
-        progress = step / max(self.steps - 1, 1)
-        floor = self.lr * FINAL_LR_FRACTION
-        return floor + (self.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0))) / 2
-
-    def check_crops(self, loss: LossSpec) -> None:
-        """Raise a ValueError when the crops are too small for the loss's deepest layer."""
-        smallest = max(min_image_side(loss.layers), MIN_SIZE)
-        size = self.crop_size
-        if isinstance(size, bool) or not isinstance(size, int) or not smallest <= size <= MAX_SIZE:
-            raise ValueError(
-                f"crop_size must be a whole number from {smallest} px (for these layers) to {MAX_SIZE} px, "
-                f"got {size!r}."
-            )
-
-
-def _checked_scales(scales) -> tuple[float, float]:
-    """(smallest, largest) scale of the crops: numbers with 0 < smallest <= largest <= 1."""
-    try:
-        low, high = (float(value) for value in scales)
-    except (TypeError, ValueError):
-        raise ValueError(f"scales must be two numbers (smallest, largest), got {scales!r}.") from None
-    if not 0 < low <= high <= 1:
-        raise ValueError(f"scales must satisfy 0 < smallest <= largest <= 1, got ({low:g}, {high:g}).")
-    return low, high
-
-
-@dataclass
-class Training:
-    """A trained (or partly trained) generator and how it came to be.
-
-    ``generator``: the network, in eval mode. ``config``: every setting that
-    shaped it: "mode" ("style" or "texture"), "recipe", "loss", the VGG-19
-    and a digest of the images. ``step``: Adam steps taken. ``history``: per
-    step, each loss term (mean over the batch, unweighted) and the weighted
-    ``total`` of the loss trained on (during the warm-up, the content term
-    alone: the style term is NaN). ``seconds``: training time over all
-    sessions; ``cpu_seconds``: the process's CPU time over them (all threads).
-    """
-
-    generator: Generator
-    config: dict
-    step: int
-    history: dict[str, list[float]]
-    seconds: float
-    cpu_seconds: float = 0.0
-    optimizer_state: dict | None = field(default=None, repr=False)
-    rng_state: torch.Tensor | None = field(default=None, repr=False)
-
-    @property
-    def mode(self) -> str:
-        return self.config["mode"]
-
-    @property
-    def loss(self) -> LossSpec:
-        return LossSpec.from_dict(self.config["loss"])
-
-    @property
-    def recipe(self) -> Recipe:
-        return Recipe(**self.config["recipe"])
-
-    @property
-    def loss_fell(self) -> bool:
-        """Whether the last steps' mean total loss is below the first steps' (after the warm-up)."""
-        total = self.history.get("total", [])[self.recipe.warmup :]
-        window = max(1, len(total) // 10)
-        return len(total) > 1 and sum(total[-window:]) < sum(total[:window])
-
-    @property
-    def seconds_per_step(self) -> float:
-        return self.seconds / max(self.step, 1)
+from .optimize import check_steps, check_styles, progress_bar
+from .vgg import VGG19
 
 
 def generator_loss(**changes) -> LossSpec:
@@ -248,6 +113,7 @@ def train_generator(
     if checkpoint is not None:
         check_checkpoint_path(checkpoint, resume)
     model = model if model is not None else VGG19()
+    recipe.check_memory(loss, model.device)  # before the network is made
     bfloat16 = model.uses_bfloat16(model.device)  # the generator runs in the precision the VGG-19 runs in
     contents = [_at_least(image, recipe.crop_size) for image in contents]
     config = {
@@ -257,7 +123,8 @@ def train_generator(
         "vgg_weights": model.weights,
         "pooling": model.pooling,
         "pre_relu": model.pre_relu,
-        "images": _fingerprint(styles, contents),
+        "vgg_digest": weights_digest(model.settings["weights"], model.settings["seed"]),
+        "images": images_digest([*styles, *contents]),
         "content_images": len(contents),
         "precision": "bfloat16" if bfloat16 else "float32",
     }
@@ -330,24 +197,8 @@ def _start(config: dict, device, checkpoint, resume: bool):
     optimizer = torch.optim.Adam(network.parameters(), lr=recipe.lr)
     state = Training(network, config, step=0, history={}, seconds=0.0)
     if checkpoint is not None and resume:
-        state = _resumed(Path(checkpoint), config, network, optimizer, rng)
+        state = resumed(Path(checkpoint), config, network, optimizer, rng)
     return state, optimizer, rng
-
-
-def check_checkpoint_path(path: str | os.PathLike, resume: bool = False) -> Path:
-    """Raise a CheckpointError (or a ``files.WriteError``) unless ``path`` can take a training's checkpoints:
-    an existing checkpoint file to resume, or else a new file (an existing one is never overwritten),
-    in a folder that takes files."""
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a folder: give the path of a checkpoint file, such as {path / 'style.pt'}.")
-    if resume and not path.is_file():
-        raise CheckpointError(f"Checkpoint not found: {path}.")
-    if not resume and path.exists():
-        raise CheckpointError(
-            f"{path} already exists: resume it (resume=True, or --resume), or choose another path to start afresh."
-        )
-    return check_writable(path)
 
 
 def train_step(
@@ -382,184 +233,3 @@ def _at_least(image: torch.Tensor, side: int) -> torch.Tensor:
     return F.interpolate(image, size=shape, mode="bilinear", align_corners=False).clamp(0, 1)
 
 
-def _fingerprint(styles, contents) -> str:
-    """A short digest of the training images, to refuse resuming on other ones."""
-    digest = hashlib.sha256()
-    for image in [*styles, *contents]:
-        digest.update(str(tuple(image.shape)).encode())
-        digest.update(image.detach().cpu().float().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------------------
-# Checkpoints.
-
-
-def save_checkpoint(
-    path: str | os.PathLike,
-    training: Training,
-    optimizer: torch.optim.Optimizer | None = None,
-    rng: torch.Generator | None = None,
-) -> Path:
-    """Write the generator, its config, step, history and (for resuming) the
-    Adam and random-number states to ``path``, atomically."""
-    path = Path(path)
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "config": training.config,
-        "step": training.step,
-        "seconds": training.seconds,
-        "cpu_seconds": training.cpu_seconds,
-        "history": training.history,
-        "generator": {name: value.detach().cpu() for name, value in training.generator.state_dict().items()},
-        "optimizer": optimizer.state_dict() if optimizer is not None else training.optimizer_state,
-        "rng": rng.get_state() if rng is not None else training.rng_state,
-    }
-    with atomic_write(path) as handle:
-        torch.save(state, handle)
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Training:
-    """A generator saved by ``train_generator`` or ``save_checkpoint``, in eval mode on ``device``."""
-    state = _read_checkpoint(path)
-    network = Recipe(**state["config"]["recipe"]).network()
-    network.load_state_dict(state["generator"])
-    return Training(
-        generator=network.to(device).eval(),
-        config=state["config"],
-        step=state["step"],
-        history=state["history"],
-        seconds=state["seconds"],
-        cpu_seconds=state.get("cpu_seconds", 0.0),
-        optimizer_state=state["optimizer"],
-        rng_state=state["rng"],
-    )
-
-
-def _read_checkpoint(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint not found: {path}.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        raise CheckpointError(f"{path} is not a generator checkpoint (it cannot be read by torch.load).") from None
-    if isinstance(state, dict) and state.get("format") == OLD_CHECKPOINT_FORMAT:
-        try:
-            state = {**state, "format": CHECKPOINT_FORMAT, "config": _upgraded(state["config"])}
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise CheckpointError(f"{path} is damaged: its {OLD_CHECKPOINT_FORMAT} settings are incomplete.") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a generator checkpoint written by nst_lib ({CHECKPOINT_FORMAT}).")
-    problem = _checkpoint_problem(state)
-    if problem:
-        raise CheckpointError(f"{path} is damaged: {problem}; train again, or use another checkpoint.")
-    config = state["config"]
-    # Checkpoints that do not say were trained when conv layers were read before the ReLU.
-    state["config"] = {**config, "pre_relu": config.get("pre_relu", True),
-                       "recipe": {**LEGACY_RECIPE, **config["recipe"]}}
-    return state
-
-
-CHECKPOINT_KEYS = ("config", "step", "seconds", "history", "generator", "optimizer", "rng")
-
-
-def _checkpoint_problem(state: dict) -> str | None:
-    """What is wrong with a checkpoint's content (every key, and the size of every tensor), or None."""
-    missing = [key for key in CHECKPOINT_KEYS if key not in state]
-    if missing:
-        return f"it has no {', '.join(map(repr, missing))}"
-    config = state["config"]
-    if not isinstance(config, dict) or config.get("mode") not in ("style", "texture"):
-        return "its config names no mode ('style' or 'texture')"
-    try:
-        recipe = Recipe(**config["recipe"])
-        recipe.check_crops(LossSpec.from_dict(config["loss"]))
-    except (KeyError, TypeError, ValueError) as error:
-        return f"its recipe or loss is not valid ({str(error).rstrip('.') or type(error).__name__})"
-    step, seconds, history = state["step"], state["seconds"], state["history"]
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        return f"its step is {step!r}, not a whole number"
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
-        return f"its training time is {seconds!r}, not a number of seconds"
-    cpu_seconds = state.get("cpu_seconds", 0.0)
-    if isinstance(cpu_seconds, bool) or not isinstance(cpu_seconds, (int, float)) or not 0 <= cpu_seconds < math.inf:
-        return f"its CPU time is {cpu_seconds!r}, not a number of seconds"
-    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
-        return "its loss history is not a table of lists"
-    if state["optimizer"] is not None and not isinstance(state["optimizer"], dict):
-        return "its optimizer state is not a dictionary"
-    if state["rng"] is not None and not (isinstance(state["rng"], torch.Tensor) and state["rng"].dtype == torch.uint8):
-        return "its random-number state is not a byte tensor"
-    return _generator_problem(state["generator"], recipe)
-
-
-def _generator_problem(tensors, recipe: Recipe) -> str | None:
-    """How the saved network's tensors differ from the network its recipe describes, or None."""
-    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
-        return "its generator is not a state_dict of tensors"
-    if recipe.residual_blocks > len(tensors):  # each block has tensors: no need to build an absurd network
-        return f"its recipe's {recipe.residual_blocks} residual blocks do not match its {len(tensors)} tensors"
-    with torch.device("meta"):  # shapes only, no memory, whatever sizes the recipe claims
-        network = recipe.network()
-    expected = {name: tuple(value.shape) for name, value in network.state_dict().items()}
-    odd = set(expected) ^ set(tensors)
-    if odd:
-        return f"its generator's tensors do not fit its recipe ({min(odd)!r} is missing or extra)"
-    for name, shape in expected.items():
-        if tuple(tensors[name].shape) != shape:
-            found = tuple(tensors[name].shape)
-            return f"its generator's {name!r} has shape {found}, and the network of its recipe needs {shape}"
-        if tensors[name].is_floating_point() and not torch.isfinite(tensors[name]).all():
-            return f"its generator's {name!r} holds NaN or infinite values"
-    return None
-
-
-def _upgraded(config: dict) -> dict:
-    """A format-1 config (loss and recipe settings side by side) in today's shape."""
-    config = dict(config)
-    loss = LossSpec.from_dict({name: config.pop(name) for name in LossSpec.__dataclass_fields__ if name in config})
-    recipe = {name: config.pop(name) for name in Recipe.__dataclass_fields__ if name in config}
-    recipe = Recipe(**{**LEGACY_RECIPE, **recipe})
-    mode, vgg_weights = config.pop("mode"), config.pop("weights")
-    return {"mode": mode, "recipe": asdict(recipe), "loss": loss.to_dict(), "vgg_weights": vgg_weights, **config}
-
-
-def _resumed(path: Path, config: dict, network: Generator, optimizer, rng: torch.Generator) -> Training:
-    """The training state saved at ``path``, loaded into ``network``, ``optimizer`` and ``rng``."""
-    state = _read_checkpoint(path)
-    steps = config["recipe"]["steps"]
-    if state["step"] > steps:
-        raise CheckpointError(
-            f"{path} already holds step {state['step']}, beyond the {steps} steps asked for: "
-            f"ask for more than {state['step']} steps to train on."
-        )
-    saved, now = _settings(state["config"]), _settings(config)
-    different = [key for key in now if saved.get(key) != now[key]]
-    if different:
-        key = different[0]
-        what = "images" if key == "images" else f"{key} ({saved.get(key)!r}, now {now[key]!r})"
-        raise CheckpointError(
-            f"{path} was trained with other {what}: "
-            "resume with the same settings, or start afresh with another checkpoint path."
-        )
-    network.load_state_dict(state["generator"])
-    try:
-        optimizer.load_state_dict(state["optimizer"])
-        rng.set_state(state["rng"])
-    except (KeyError, TypeError, ValueError, RuntimeError):
-        raise CheckpointError(
-            f"{path} cannot be resumed: its optimizer or random-number state is missing or damaged."
-        ) from None
-    return Training(network, config, step=state["step"], history=state["history"], seconds=state["seconds"],
-                    cpu_seconds=state.get("cpu_seconds", 0.0))
-
-
-def _settings(config: dict) -> dict:
-    """A config flattened to the settings that must match for a resume (all but the recipe's steps and
-    the precision: a training may go on on another device)."""
-    flat = {key: value for key, value in config.items() if key not in ("recipe", "loss", "precision")}
-    flat.update(config["loss"])
-    flat.update({key: value for key, value in config["recipe"].items() if key != "steps"})
-    return flat

@@ -47,15 +47,35 @@ def _layer_names() -> tuple[str, ...]:
 LAYER_NAMES = _layer_names()
 CONV_LAYERS = tuple(name for name in LAYER_NAMES if name.startswith("conv"))
 LAYER_INDEX = {name: i for i, name in enumerate(LAYER_NAMES)}
+
+
+def layer_block(name: str) -> int:
+    """The block (1 to 5) that the layer ``name`` belongs to: 4 for conv4_2, relu4_2 and pool4."""
+    return int(name[4])
+
+
+def layer_channels(name: str) -> int:
+    """Channels of the feature maps that the layer ``name`` gives."""
+    return BLOCKS[layer_block(name) - 1][0]
+
+
+def layer_scale(name: str) -> int:
+    """How many times smaller than the image the feature maps of ``name`` are (2 to the power of the
+    pooling layers up to and including it)."""
+    return 2 ** sum(1 for layer in LAYER_NAMES[: LAYER_INDEX[name] + 1] if layer.startswith("pool"))
+
+
 # (output, input) channels of each convolution.
 CONV_CHANNELS = {
-    name: (BLOCKS[int(name[4]) - 1][0], 3 if i == 0 else BLOCKS[int(CONV_LAYERS[i - 1][4]) - 1][0])
+    name: (layer_channels(name), 3 if i == 0 else layer_channels(CONV_LAYERS[i - 1]))
     for i, name in enumerate(CONV_LAYERS)
 }
 
 WEIGHT_SOURCES = ("oxford", "torchvision", "random")
 POOLINGS = ("max", "avg")
 PRECISIONS = ("auto", "float32", "bfloat16")
+# The kinds of device a network runs on; "auto" picks cuda when there is a GPU.
+DEVICE_KINDS = ("cpu", "cuda", "mps")
 
 # The Oxford (Caffe) network expects BGR on a 0-255 scale minus this mean.
 OXFORD_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -65,7 +85,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class WeightsError(RuntimeError):
+class WeightsError(ValueError):
     """The requested VGG-19 weights cannot be loaded; the message says why."""
 
 
@@ -93,9 +113,8 @@ def source_layer(name: str, pre_relu: bool) -> str:
 
 def min_image_side(layers) -> int:
     """Smallest image side (px) that still leaves the deepest of ``layers`` a pixel."""
-    deepest = max(LAYER_INDEX[name] for name in check_layers(layers))
-    pools = sum(1 for name in LAYER_NAMES[: deepest + 1] if name.startswith("pool"))
-    return 2**pools
+    deepest = max(check_layers(layers), key=LAYER_INDEX.get)
+    return layer_scale(deepest)
 
 
 class VGG19(nn.Module):
@@ -141,9 +160,9 @@ class VGG19(nn.Module):
         super().__init__()
         self.settings = settings
         if pooling not in POOLINGS:
-            raise ValueError(f"Unknown pooling {pooling!r}: choose 'max' or 'avg'.")
+            raise ValueError(f"Unknown pooling {pooling!r}: choose {' or '.join(map(repr, POOLINGS))}.")
         if precision not in PRECISIONS:
-            raise ValueError(f"Unknown precision {precision!r}: choose 'auto', 'float32' or 'bfloat16'.")
+            raise ValueError(f"Unknown precision {precision!r}: choose {' or '.join(map(repr, PRECISIONS))}.")
         self.pooling = pooling
         self.precision = precision
         self.pre_relu = bool(pre_relu)
@@ -153,7 +172,7 @@ class VGG19(nn.Module):
         in_channels = 3
         for name in LAYER_NAMES:
             if name.startswith("conv"):
-                out_channels = BLOCKS[int(name[4]) - 1][0]
+                out_channels = layer_channels(name)
                 self.layers[name] = nn.Conv2d(in_channels, out_channels, 3, padding=1)
                 in_channels = out_channels
             elif name.startswith("relu"):
@@ -241,12 +260,13 @@ def pick_device(name: str = profiles.DEVICE) -> torch.device:
     """'auto' (CUDA when there is a GPU), 'cpu', 'cuda', 'cuda:N' or 'mps' -> a usable torch.device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kinds = " or ".join(map(repr, ("auto", *DEVICE_KINDS)))
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"Unknown device {name!r}: use 'auto', 'cpu', 'cuda' or 'mps'.") from None
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"Unsupported device {name!r}: use 'auto', 'cpu', 'cuda' or 'mps'.")
+        raise ValueError(f"Unknown device {name!r}: use {kinds}.") from None
+    if device.type not in DEVICE_KINDS:
+        raise ValueError(f"Unsupported device {name!r}: use {kinds}.")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"Device {name!r} was asked for but this machine has no usable CUDA GPU: use 'cpu'.")
     if device.type == "mps" and not _mps_available():
@@ -274,10 +294,7 @@ def describe_device(device: torch.device) -> str:
 
 def _load_weights(weights, seed: int):
     """Return ({conv name: (weight, bias)}, input shift) for RGB input in [0, 1]."""
-    if not isinstance(weights, (str, os.PathLike)):
-        raise WeightsError(
-            f"weights must be 'oxford', 'torchvision', 'random' or the path of a state_dict file, got {weights!r}."
-        )
+    path = weights_file(weights)
     if weights == "oxford":
         return _oxford_weights()
     if weights == "torchvision":
@@ -286,12 +303,6 @@ def _load_weights(weights, seed: int):
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise WeightsError(f"The seed of the random weights must be a whole number, got {seed!r}.")
         return _random_weights(seed)
-    path = Path(weights)
-    if not path.is_file():
-        raise WeightsError(
-            f"Unknown VGG-19 weights {str(weights)!r}: use 'oxford', 'torchvision', 'random' "
-            "or the path of an existing state_dict file."
-        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # torch's own advice (weights_only=False) is never right here
@@ -301,6 +312,43 @@ def _load_weights(weights, seed: int):
     if not isinstance(state, dict):
         raise WeightsError(f"{path} holds a {type(state).__name__}, not a torchvision VGG-19 state_dict.")
     return _torchvision_weights(state, source=str(path))
+
+
+def weights_file(weights) -> Path | None:
+    """The state_dict file that ``weights`` names, or None for a named source (``WEIGHT_SOURCES``);
+    a WeightsError for anything else."""
+    sources = ", ".join(map(repr, WEIGHT_SOURCES))
+    if not isinstance(weights, (str, os.PathLike)):
+        raise WeightsError(f"weights must be {sources} or the path of a state_dict file, got {weights!r}.")
+    if weights in WEIGHT_SOURCES:
+        return None
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(
+            f"Unknown VGG-19 weights {str(weights)!r}: use {sources} or the path of an existing state_dict file."
+        )
+    return path
+
+
+def weights_source(weights: str | os.PathLike) -> str:
+    """``weights`` as another process can take them, checked now: a named source ('oxford', 'torchvision',
+    'random') as it is, a state_dict file as its absolute path (a report's notebook kernels and a cluster's
+    workers work in other folders), read once here so that a bad file is one ``WeightsError`` before any work."""
+    if isinstance(weights, str) and weights in WEIGHT_SOURCES:
+        return weights
+    if not isinstance(weights, (str, os.PathLike)):
+        _load_weights(weights, profiles.SEED)  # its one-sentence error
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        raise WeightsError(f"The VGG-19 weights {path} are a folder: give the path of a state_dict file in it.")
+    if not path.exists() and (path.suffix or len(path.parts) > 1):
+        sources = ", ".join(map(repr, WEIGHT_SOURCES))
+        raise WeightsError(
+            f"The VGG-19 weights file {path} does not exist (looked for in {Path.cwd()}): give an existing "
+            f"state_dict file, or one of {sources}."
+        )
+    _load_weights(path, profiles.SEED)
+    return str(path.resolve())
 
 
 def _fold_preprocessing(convs, channel_order, scale, shift):
@@ -405,7 +453,7 @@ def _random_weights(seed: int):
     convs = OrderedDict()
     in_channels = 3
     for name in CONV_LAYERS:
-        out_channels = BLOCKS[int(name[4]) - 1][0]
+        out_channels = layer_channels(name)
         std = (2.0 / (9 * in_channels)) ** 0.5  # He et al., for ReLU networks
         weight = torch.randn(out_channels, in_channels, 3, 3, generator=generator) * std
         convs[name] = (weight, torch.zeros(out_channels))

@@ -53,6 +53,16 @@ class Yardstick:
             return float(self.content_loss(features)), float(self.style_loss(features))
 
 
+    def style_errors(self, image: torch.Tensor) -> dict[str, float]:
+        """The style error of ``image`` as saved, layer by layer: one per scale of the network. The style
+        error of ``__call__`` is their mean, which the deepest layers' larger errors dominate; a picture that
+        misses one scale altogether shows it here."""
+        with torch.no_grad():
+            saved = image.to(self.model.device).mul(255).round().div(255)
+            features = self.model(saved, self.style_layers)
+            return {name: float(self.style_loss.term(name, features[name])[1]) for name in self.style_layers}
+
+
 def style_at(points: Sequence[tuple[float, float]], content_error: float) -> float | None:
     """A curve's style error at ``content_error``: ``points`` are (content error, style error),
     one per style weight; log-log interpolation between them; None outside the curve."""

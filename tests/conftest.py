@@ -1,6 +1,9 @@
 """Shared fixtures: small synthetic images and one Oxford VGG-19 for the session."""
 
+import contextlib
+import http.server
 import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +60,20 @@ def blobs(height=48, width=64) -> torch.Tensor:
     return torch.from_numpy(image.clip(0, 1)).unsqueeze(0)
 
 
+@contextlib.contextmanager
+def web_server():
+    """For the block, the address of an HTTP server on this machine: what a Dask dashboard's port, or any
+    server that is not a Dask scheduler, answers with."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        yield f"tcp://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def image_file(tmp_path):
     """Factory: write a PIL image in a given mode and format and return its path."""
@@ -78,3 +95,23 @@ def image_file(tmp_path):
         return path
 
     return write
+
+
+def vgg_weights(path, seed: int):
+    """A torchvision-layout VGG-19 state_dict of random float16 weights (``features.N.weight`` ...) saved
+    at ``path``: a weights file of one's own, 40 MB."""
+    from nst_lib.vgg import BLOCKS, CONV_CHANNELS
+
+    generator = torch.Generator().manual_seed(seed)
+    state, index = {}, 0
+    for block, (_, count) in enumerate(BLOCKS, start=1):
+        for conv in range(1, count + 1):
+            out_channels, in_channels = CONV_CHANNELS[f"conv{block}_{conv}"]
+            std = (2.0 / (9 * in_channels)) ** 0.5
+            weight = torch.randn(out_channels, in_channels, 3, 3, generator=generator) * std
+            state[f"features.{index}.weight"] = weight.half()
+            state[f"features.{index}.bias"] = torch.zeros(out_channels, dtype=torch.half)
+            index += 2  # conv, relu
+        index += 1  # pool
+    torch.save(state, path)
+    return path

@@ -189,3 +189,18 @@ def test_an_installation_without_the_manifest_says_to_reinstall(monkeypatch):
         monkeypatch.undo()
         assets.manifest.cache_clear()
     assert "tubingen" in assets.names()
+
+
+def test_offline_with_a_cache_that_is_a_file_says_so(fake_asset, tmp_path, monkeypatch):
+    monkeypatch.setattr(assets.urllib.request, "urlopen", offline)
+    cache = tmp_path / "cache.txt"
+    cache.write_text("not a folder")
+    for setting in (cache, cache / "nst"):
+        monkeypatch.setenv(assets.CACHE_VARIABLE, str(setting))
+        with pytest.raises(AssetError) as error:
+            resolve("demo")
+        message = str(error.value)
+        assert f"connect to the internet once (with NST_CACHE_DIR set to a folder: {cache} is a file), or set " \
+               "NST_ASSET_MIRROR to a folder that holds demo.jpg." in message
+        assert "kept in" not in message
+    assert cache.read_text() == "not a folder"

@@ -276,3 +276,17 @@ def test_ctrl_c_after_a_command_ends_the_process_without_a_traceback():
     _, stderr = process.communicate(timeout=20)
     assert lines[-1] == "exiting\n" and any(line.startswith("starry_night") for line in lines)
     assert process.returncode == -signal.SIGINT and stderr == ""
+
+
+def test_a_warning_is_one_line_of_its_own(tmp_path, image_file, capsys):
+    landscape = image_file(size=(40, 30), name="landscape.png")
+    portrait = image_file(size=(30, 40), name="portrait.png")
+    status = cli.main(["transfer", "--content", str(landscape), "--style", str(landscape), "--init-image",
+                       str(portrait), "--size", "32", "--steps", "1", "--weights", "random", "--style-layers",
+                       "conv1_1", "-o", str(tmp_path / "out.png")])
+    error = capsys.readouterr().err
+    assert status == 0
+    assert error.startswith("warning: The init image is 24x32 px (portrait) and the picture 32x24 px (landscape): "
+                            "it is stretched to the picture's shape; crop it to that shape to start from it "
+                            "undistorted.\n"), error
+    assert "UserWarning" not in error and "warnings.warn" not in error

@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def jupyterlab(tmp_path):
-    """A JupyterLab server on localhost over a copy of the notebook; yields (base URL, token)."""
+    """A JupyterLab server on localhost over a copy of the notebook; yields (base URL, token, server's pid)."""
     served = tmp_path / "served"
     (served / "notebooks").mkdir(parents=True)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
@@ -87,7 +87,7 @@ def jupyterlab(tmp_path):
                 if time.monotonic() > deadline:
                     pytest.fail("JupyterLab did not answer within 90 s.")
                 time.sleep(0.5)
-        yield base, token
+        yield base, token, server.pid
     finally:
         server.terminate()
         try:
@@ -96,6 +96,28 @@ def jupyterlab(tmp_path):
             server.kill()
             server.wait()
         log.close()
+
+
+def _kernel_processor_seconds(server: int) -> float:
+    """Processor seconds used so far by the server's kernels (its child processes), every thread's."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == server:  # the parent's pid
+            total += int(fields[11]) + int(fields[12])  # utime and stime, in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_name() -> str:
+    """The processor's model name, as /proc/cpuinfo gives it (empty where there is none)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
 
 
 def _start_the_kernel(page, base, token, timeout=120):
@@ -116,7 +138,7 @@ def _start_the_kernel(page, base, token, timeout=120):
 def test_a_person_presses_run_and_watches_the_picture_form(jupyterlab, artifacts):
     from playwright.sync_api import sync_playwright
 
-    base, token = jupyterlab
+    base, token, server = jupyterlab
     timings = {}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
@@ -145,24 +167,35 @@ def test_a_person_presses_run_and_watches_the_picture_form(jupyterlab, artifacts
             layers = page.locator("select[multiple]").first
             assert layers.evaluate("s => s.options.length === 16 && s.scrollHeight <= s.clientHeight + 1")
 
-            # The first Run with the defaults: timed from the click to the finished picture. The load
-            # average says whether the machine was idle; speed goals are not asserted here.
-            timings["load_average_1_min_at_start"] = round(os.getloadavg()[0], 2)
+            # The first Run with the defaults, pressed once the explorer says it is ready (it loads the VGG-19
+            # and makes one trial evaluation in the background while the controls are on view). Timed from the
+            # click to the first preview and to the finished picture, with the load average that says whether
+            # the machine was idle and the kernel's processor time (which bounds the wall time on an idle
+            # machine, where the run waits for nothing else); speed goals are measured here, never asserted.
+            controls_shown = time.monotonic()
+            page.wait_for_function(
+                "() => document.querySelector('.nst-message').innerText.startsWith('Ready')", timeout=120_000
+            )
+            timings["seconds_from_controls_to_ready"] = round(time.monotonic() - controls_shown, 2)
+            timings["cpu"] = _cpu_name()
             timings["cpus"] = os.cpu_count()
+            timings["load_average_1_min_at_start"] = round(os.getloadavg()[0], 2)
+            processor = _kernel_processor_seconds(server)
             clicked = time.monotonic()
             run_button.click()
             page.wait_for_function(
                 f"() => document.querySelector('img.nst-preview').naturalWidth === {SIZE}", timeout=60_000
             )
             timings["seconds_from_run_to_first_preview"] = round(time.monotonic() - clicked, 2)
+            timings["processor_seconds_to_first_preview"] = round(_kernel_processor_seconds(server) - processor, 2)
             page.locator(".nst-strip img").first.wait_for(state="visible", timeout=300_000)
             timings["seconds_from_run_to_finished_run"] = round(time.monotonic() - clicked, 2)
+            timings["processor_seconds_to_finished_run"] = round(_kernel_processor_seconds(server) - processor, 2)
             timings["load_average_1_min_at_end"] = round(os.getloadavg()[0], 2)
+            timings["size"], timings["evaluations"] = SIZE, STEPS
             message = page.locator(".nst-message").inner_text()
             assert message.startswith(f"Run 1 done: {STEPS} evaluations in"), message
-            assert page.evaluate("window.previews.length") >= STEPS // PREVIEW_EVERY - 2  # a picture every few
-            first, finished = timings["seconds_from_run_to_first_preview"], timings["seconds_from_run_to_finished_run"]
-            assert first < 0.5 * finished  # the picture forms in view, not all at once at the end
+            assert page.evaluate("window.previews.length") >= STEPS // PREVIEW_EVERY - 2  # the picture forms in view
             # The preview shows the picture at its own pixels, neither stretched nor squeezed.
             natural, shown = preview.evaluate(
                 "img => [[img.naturalWidth, img.naturalHeight], [img.getBoundingClientRect().width, "

@@ -1,3 +1,6 @@
+import pytest
+
+from nst_lib.claims import below, judge
 from nst_lib.figures import claims, speed_table
 
 
@@ -8,10 +11,15 @@ def test_the_speed_table_shows_each_time_as_a_multiple_of_the_fastest():
     assert table[3] == "| optimization | 40 x 24 | 300 | 6 | 300 |"
 
 
-def test_claims_are_stated_with_their_measured_value():
-    table = claims([("conv1_1 reconstructs the photograph", "content loss 5e-05", True), ("conv5_1 does", "0.8", False)])
-    assert [row["holds"] for row in table.rows] == ["yes", "no"]
-    assert "<td>content loss 5e-05</td>" in table._repr_html_()
+def test_claims_are_stated_with_their_measured_value_verdict_and_reason():
+    table = claims([
+        judge("conv1_1 reconstructs the photograph", below(5e-5, 1e-3), "content loss 5e-05", otherwise="-"),
+        judge("conv5_1 does", below(0.8, 0.5), "0.8", otherwise="its features keep only what is where"),
+    ])
+    assert [claim.verdict for claim in table.claims] == ["holds", "does not hold"]
+    html = table._repr_mimebundle_()[0]["text/html"]
+    assert "<td data-label='measured'>content loss 5e-05</td>" in html
+    assert "its features keep only what is where; it misses by 60%" in html
 
 
 def test_the_title_clears_the_captions_of_tiles_taller_than_the_first():
@@ -76,3 +84,82 @@ def test_loss_curves_place_averaged_histories_at_their_steps():
     lines = {line.get_label(): line.get_xdata().tolist() for line in figure.axes[0].lines}
     plt.close(figure)
     assert lines == {"each step": [1, 2, 3], "means of 10": [10, 20]}
+
+
+
+# File names are free text: matplotlib would read "$...$" in them as mathtext, and fail on some.
+ODD_NAMES = ["a$\\foo{$b.png", "cost $5 and $10.png"]
+
+
+def drawn_as_they_are(figure) -> set[str]:
+    """The texts of ``figure`` that hold a dollar sign, as drawn, after checking that none is drawn as mathtext
+    (the log axes' tick labels, which matplotlib writes in mathtext itself, left aside)."""
+    from matplotlib.text import Text
+
+    figure.canvas.draw()  # a mathtext parse error would be raised here
+    texts = [text.get_text() for text in figure.findobj(Text)]
+    shown = [Text()._preprocess_math(text) for text in texts if "$" in text and "\\mathdefault" not in text]
+    assert not [text for text, math in shown if math], shown
+    return {text for text, _ in shown}
+
+
+def test_dollar_signs_in_labels_are_drawn_as_they_are():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from nst_lib.figures import contact_sheet, grid, loss_curves
+
+    tile = torch.rand(1, 3, 16, 16)
+    sheet = contact_sheet([[tile, None]], [f"content {ODD_NAMES[0]}"], ODD_NAMES, [[ODD_NAMES[1], "failed"]],
+                          title=ODD_NAMES[1])
+    assert drawn_as_they_are(sheet) == {f"content {ODD_NAMES[0]}", *ODD_NAMES}
+    tiles = grid([tile, tile], ODD_NAMES, title=ODD_NAMES[0])
+    assert drawn_as_they_are(tiles) == set(ODD_NAMES)
+    curves = loss_curves({name: {"content": [3.0, 2.0, 1.0]} for name in ODD_NAMES}, title=ODD_NAMES[1])
+    assert drawn_as_they_are(curves) == set(ODD_NAMES)
+    for figure in (sheet, tiles, curves):
+        plt.close(figure)
+
+
+def test_a_portrait_among_landscapes_leaves_no_white_gap_around_it():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from nst_lib.figures import grid
+
+    landscape, portrait = torch.rand(1, 3, 48, 64), torch.rand(1, 3, 64, 50)
+    images = [landscape, portrait, landscape, landscape, landscape, landscape]
+    figure = grid(images, [f"tile {i}\nsecond line" for i in range(6)], title="mixed", columns=3)
+    figure.canvas.draw()
+    boxes = [axis.get_window_extent() for axis in figure.axes]
+    plt.close(figure)
+    for box, image in zip(boxes, images):  # each tile's box has its picture's shape: nothing left blank in it
+        assert box.height / box.width == pytest.approx(image.shape[-2] / image.shape[-1], rel=0.03)
+    assert max(box.height for box in boxes) - min(box.height for box in boxes) < 1  # one height for all tiles
+    for left, right in zip(boxes, boxes[1:3]):  # side by side, a small gap apart
+        assert 0 < right.x0 - left.x1 < 0.2 * left.width
+
+
+def test_a_grid_redraws_itself_for_a_narrow_screen_in_two_columns_with_larger_labels():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from nst_lib.figures import LABEL_POINTS, grid
+
+    figure = grid([torch.rand(1, 3, 64, 64)] * 5, [f"tile {i}" for i in range(5)], columns=5)
+    narrow = figure.narrow()
+    columns = {round(axis.get_position().x0, 3) for axis in narrow.axes}
+    sizes = {axis.title.get_fontsize() for axis in narrow.axes}
+    assert len(columns) == 2 and len(narrow.axes) == 5 and min(sizes) > LABEL_POINTS
+    assert narrow.get_figwidth() < figure.get_figwidth()
+    plt.close(figure)
+    plt.close(narrow)

@@ -181,3 +181,19 @@ def test_library_tensors_follow_one_documented_rule():
     with pytest.raises(TypeError, match="content must be an image tensor .* got ndarray"):
         images.check_image(np.zeros((1, 3, 4, 4)), "content")
     assert images.check_image(torch.rand(2, 3, 8, 8), "batch", batch=True).shape == (2, 3, 8, 8)
+
+
+def test_the_low_pass_keeps_what_a_picture_shows_and_averages_its_speckle_away():
+    from nst_lib.images import low_pass, pixel_distance, structure_distance
+
+    y, x = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 64), indexing="ij")
+    scene = torch.stack([x, y, 0.5 * (x + y)]).unsqueeze(0)  # smooth: what a layer keeps
+    speckle = 0.2 * (torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0)) - 0.5)
+    speckled = (scene + speckle).clamp(0, 1)
+    assert low_pass(scene, 2).shape == scene.shape and low_pass(scene, 0).equal(scene)
+    assert pixel_distance(speckled, scene) > 0.04  # per pixel, the speckle counts
+    assert structure_distance(speckled, scene, 2) < 0.01  # after the blur, it does not
+    assert structure_distance(scene.flip(-1), scene, 2) > 0.2  # a different scene still does
+    tiny = torch.rand(1, 3, 4, 5)
+    assert low_pass(tiny, 3).shape == tiny.shape  # a blur wider than the picture: edges repeated
+    assert float(low_pass(torch.full((1, 3, 6, 6), 0.3), 2).sub(0.3).abs().max()) < 1e-6  # flat stays flat

@@ -1,6 +1,7 @@
 """The package as a user installs it: a wheel in a fresh virtual environment, used outside the checkout.
 
-The wheel is built from the files a commit would hold, offline and without build isolation. The fresh
+The wheel is built from the files git tracks (as they are in the working tree), offline and without build
+isolation: what a clean clone builds, never a file left untracked in the checkout. The fresh
 environment gets the wheel alone (``--no-deps``) and reaches its dependencies (torch and the rest, as pinned in
 requirements.txt) through a ``.pth`` file naming the site-packages folders of the environment running the tests,
 so nothing is downloaded twice. Every command then runs from a folder outside the checkout with PYTHONPATH
@@ -73,12 +74,31 @@ def test_environment_yml_installs_the_pinned_set_and_the_package():
 
 
 def source_files() -> list[str]:
-    """What a commit of the working tree would hold: tracked files and untracked ones git does not ignore."""
+    """The files git tracks (added ones included, deleted ones left out), as a clean clone holds them: an
+    untracked file (a scratch module, a notebook of one's own) must not reach the wheel, nor make the
+    tests pass where a clone would fail."""
     listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        ["git", "ls-files", "--cached", "-z"], cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout
     return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
+
+
+def test_only_the_files_git_tracks_are_built(tmp_path, monkeypatch):
+    checkout = tmp_path / "checkout"
+    (checkout / "nst_lib").mkdir(parents=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", str(checkout)], check=True)
+    (checkout / "nst_lib" / "module.py").write_text("x = 1\n")
+    (checkout / "nst_lib" / "gone.py").write_text("y = 2\n")
+    subprocess.run([*git, "add", "."], cwd=checkout, check=True)
+    subprocess.run([*git, "commit", "-qm", "start"], cwd=checkout, check=True)
+    (checkout / "nst_lib" / "added.py").write_text("z = 3\n")  # added, not yet committed
+    subprocess.run([*git, "add", "nst_lib/added.py"], cwd=checkout, check=True)
+    (checkout / "nst_lib" / "gone.py").unlink()
+    (checkout / "nst_lib" / "scratch.py").write_text("my experiment\n")  # never added
+    (checkout / "notes.txt").write_text("my notes\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", checkout)
+    assert sorted(source_files()) == ["nst_lib/added.py", "nst_lib/module.py"]
 
 
 def dependency_folders() -> list[str]:
@@ -122,7 +142,7 @@ def run(installed, *command, timeout=300):
 
 def test_the_wheel_carries_the_notebooks_and_the_manifest_and_no_images(installed):
     names = zipfile.ZipFile(installed[2]).namelist()
-    modules = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "nst_lib").rglob("*.py"))
+    modules = sorted(name for name in source_files() if name.startswith("nst_lib/") and name.endswith(".py"))
     assert [name for name in modules if name not in names] == [], "add new subpackages to pyproject.toml's packages"
     notebooks = sorted(path.name for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     packaged = sorted(Path(n).name for n in names if n.startswith("nst_lib/notebooks/") and n.endswith(".ipynb"))

@@ -173,3 +173,36 @@ def test_a_texture_beyond_the_size_limit_is_refused_before_any_work(random_vgg):
 def test_an_absurd_learning_rate_is_one_sentence(random_vgg, lr):
     with pytest.raises(ValueError, match="The learning rate must be a positive number up to 1000"):
         transfer(blobs(), stripes(), model=random_vgg, steps=2, optimizer="adam", lr=lr, **SMALL)
+
+
+def test_an_init_image_of_another_shape_is_stretched_with_a_warning_first(random_vgg):
+    import warnings
+
+    content, loss = blobs(48, 64), LossSpec(style_layers=("conv1_1",))
+    warned_by_then = []
+    with pytest.warns(UserWarning, match=r"^The init image is 48x64 px \(portrait\) and the picture 64x48 px "
+                                         r"\(landscape\): it is stretched to the picture's shape; crop it") as said:
+        result = transfer(content, [stripes()], model=random_vgg, loss=loss, init=blobs(64, 48), steps=1,
+                          callback=lambda *args: warned_by_then.append(len(said)), progress=False)
+    assert result.image.shape[-2:] == (48, 64) and warned_by_then == [1]  # said before the first evaluation
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same shape at another size is scaled, not stretched: no warning
+        transfer(content, [stripes()], model=random_vgg, loss=loss, init=blobs(96, 128), steps=1, progress=False)
+
+
+def test_seconds_per_evaluation_times_each_job_in_turn_on_one_thread(random_vgg):
+    from nst_lib.optimize import seconds_per_evaluation
+
+    threads = torch.get_num_threads()
+    times = seconds_per_evaluation({
+        "noise": dict(content=blobs(), styles=[stripes()], init="noise"),
+        "content": dict(content=blobs(), styles=[stripes()], init="content", loss=LossSpec(style_weight=10.0)),
+    }, model=random_vgg, repeats=4)
+    assert list(times) == ["noise", "content"] and all(len(v) == 4 and min(v) > 0 for v in times.values())
+    assert torch.get_num_threads() == threads  # the thread count is put back
+    # How the optimizer steps does not change what an evaluation computes: accepted, and left out.
+    stepping = seconds_per_evaluation({"a": dict(content=blobs(), styles=[stripes()], steps=3, line_search=True)},
+                                      model=random_vgg, repeats=1)
+    assert len(stepping["a"]) == 1
+    with pytest.raises(ValueError, match="times a job's start and loss only; not scales"):
+        seconds_per_evaluation({"a": dict(content=blobs(), scales=2)}, model=random_vgg)

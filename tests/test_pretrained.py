@@ -9,7 +9,8 @@ from conftest import blobs, stripes
 from nst_lib import pretrained
 from nst_lib.generator import stylize
 from nst_lib.losses import LossSpec
-from nst_lib.training import Recipe, train_generator
+from nst_lib.generator import Recipe
+from nst_lib.training import train_generator
 
 TINY_LOSS = LossSpec(content_layers=("conv2_1",), style_layers=("conv1_1", "conv2_1"))
 TINY = Recipe(steps=2, channels=4, residual_blocks=1, crop_size=32, batch=1)

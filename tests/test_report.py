@@ -52,11 +52,19 @@ def test_every_numbered_notebook_becomes_a_section_in_order(built):
     ]
 
 
-def test_the_page_states_profile_precision_device_commit_and_times(built):
-    page = built[1].read_text()
+def test_the_page_states_profile_precision_device_commit_times_and_load(built):
+    output, index, _ = built
+    page = index.read_text()
     header = page[: page.index("</header>")]
-    for fact in ("quick: images of 64 px", "precision", "oxford weights", "cpu: ", "torch", "commit ", "ran for"):
+    for fact in ("quick: images of 64 px", "precision", "oxford weights", "cpu: ", "torch", "commit ", "ran for",
+                 "load average "):
         assert fact in header, fact
+    record = json.loads((output / report.BUILD_FILE).read_text())
+    assert [s["notebook"] for s in record["sections"]] == [json.loads((output / Path(s["notebook"]).stem /
+                                                            report.SECTION_FILE).read_text())["notebook"]
+                                                           for s in record["sections"]]
+    assert all(s["seconds"] > 0 and s["load"]["samples"] >= 2 for s in record["sections"])
+    assert record["machine"]["cores"] >= 1 and record["machine"]["precision"] in ("bfloat16", "float32")
     assert page.count("<img") >= 9  # every figure of sections 1 to 3 is embedded
     assert "http://" not in page and "https://" not in page  # opens offline
 
@@ -71,6 +79,44 @@ def test_the_page_shows_narrative_figures_and_tables_and_no_plumbing(built):
     assert "| method |" not in page  # the feed-forward section's speed table (Markdown output) is a table
     assert page.count("<th>claim</th>") >= 10  # sections 1 to 4 state their findings as measured
     assert "data:image/png" not in page  # figures are shown compressed; their PNGs are linked
+
+
+def test_the_explorer_section_shows_what_its_first_run_makes(built):
+    """Built by papermill, nobody presses Run: the explorer's notebook runs its first Run and shows the
+    picture and its settings instead of controls that no page can show."""
+    from nst_lib.explorer import Settings
+
+    output, index, _ = built
+    section = index.read_text().split("id='00_explorer'")[1].split("<section")[0]
+    assert "What the explorer" in section and "Figure 0.1" in section and "Interactive controls" not in section
+    (record,) = (output / "00_explorer" / "figures").glob("*_run1_tubingen_starry_night.json")
+    saved = json.loads(record.read_text())
+    assert Settings.from_dict(saved["settings"]) == Settings.first("quick")
+    assert saved["evaluations"] == Settings.first("quick").steps and not saved["stopped"]
+    picture = Image.open(record.with_suffix(".png"))
+    assert max(picture.size) == Settings.first("quick").size and np.asarray(picture).std() > 10  # not blank
+    assert f"<td>{saved['final_losses']['total']:.3g}</td>" in section  # the settings table, from this run
+
+
+def test_every_claim_has_a_verdict_with_its_reason_and_the_summary_lists_them_all(built):
+    from bs4 import BeautifulSoup
+
+    from nst_lib.claims import VERDICTS
+
+    output, index, _ = built
+    soup = BeautifulSoup(index.read_text(), "html.parser")
+    assert soup.find("h2").get_text(strip=True).rstrip("¶") == "Summary"  # the summary opens the page
+    stated = json.loads((output / report.CLAIMS_FILE).read_text())["claims"]
+    in_sections = [row for table in soup.select("section:not(#summary) table.claims")
+                   for row in table.select("tbody tr")]
+    in_summary = soup.select("#summary table.claims tbody tr:not(.group)")
+    assert len(stated) == len(in_sections) == len(in_summary) >= 10
+    for claim, row in zip(stated, in_sections):
+        verdict, why = row.find("td", class_="verdict").get_text(), row.find("td", class_="why").get_text()
+        assert verdict == claim["verdict"] in VERDICTS and why.strip() == claim["reason"] and len(why) > 10
+        assert row.find("td", class_="measured").get_text().strip()
+    assert {claim["section"] for claim in stated} >= {"1", "2", "3", "4"}  # and appendix parts
+    assert not any(cell.get_text().strip().lower() in ("no", "yes") for cell in soup.select("table.claims td"))
 
 
 def test_an_unchanged_section_is_reused_and_a_changed_one_rerun(built, tmp_path, monkeypatch):
@@ -146,7 +192,7 @@ def test_the_report_renders_in_chromium_with_every_image_and_link(built, artifac
         assert Image.open(full).width >= image["width"] >= image["shown"] - 1, image
     alts = [image["alt"] for image in images]
     assert len(set(alts)) == len(alts)  # each says which figure it is
-    assert all(anchor for _, anchor in headings) and headings[0] == ["H2", "contents"]
+    assert all(anchor for _, anchor in headings) and headings[:2] == [["H2", "summary"], ["H2", "contents"]]
     assert dark != "rgb(255, 255, 255)" and not code_shown_in_print
     assert links
     for link in links:
@@ -157,18 +203,38 @@ def test_the_report_renders_in_chromium_with_every_image_and_link(built, artifac
             assert url.scheme == "file" and Path(unquote(url.path)).is_file(), link
 
 
-def test_the_page_fits_a_phone_without_sideways_scrolling(built, artifacts):
+PHONE = 390  # CSS px: a phone held upright
+
+
+def test_the_page_fits_a_phone_with_whole_claims_tables_and_larger_tiles(built, artifacts):
     with sync_playwright() as playwright:
         browser = launch(playwright)
         try:
-            page = browser.new_page(viewport={"width": 375, "height": 800}, device_scale_factor=2)
+            page = browser.new_page(viewport={"width": PHONE, "height": 800}, device_scale_factor=2)
             page.goto(built[1].as_uri())
             page.wait_for_load_state("load")
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-            page.screenshot(path=str(artifacts / "report-phone.png"), full_page=False)
+            # Every cell of every claims table lies inside the screen and needs no scrolling of its own.
+            cells = page.eval_on_selector_all("table.claims td, table.claims th", """cells => cells.map(c => {
+                const box = c.getBoundingClientRect(), table = c.closest('table');
+                return {left: box.left, right: box.right, text: c.innerText,
+                        scrolls: table.scrollWidth > table.clientWidth + 1 || c.scrollWidth > c.clientWidth + 1}; })""")
+            # A grid shows its narrow rendition: fewer, larger tiles than the desktop figure.
+            grids = page.eval_on_selector_all("figure picture img", """imgs => imgs.map(i => ({
+                shown: i.currentSrc, desktop: i.getAttribute('src'), natural: i.naturalWidth,
+                width: i.getBoundingClientRect().width}))""")
+            page.locator("[id='01_content_reconstruction'] table.claims").first.scroll_into_view_if_needed()
+            page.screenshot(path=str(artifacts / "report-phone-claims.png"), full_page=False)
+            page.screenshot(path=str(artifacts / "report-phone.png"), full_page=True)
         finally:
             browser.close()
     assert overflow <= 1  # wide tables and code scroll inside themselves
+    assert len(cells) >= 40
+    for cell in cells:
+        assert -1 <= cell["left"] and cell["right"] <= PHONE + 1 and not cell["scrolls"], cell
+    assert len(grids) >= 5
+    for grid in grids:
+        assert grid["shown"] != grid["desktop"] and grid["width"] >= PHONE - 40, grid
 
 
 def test_an_unknown_profile_is_one_sentence(tmp_path):
@@ -400,3 +466,295 @@ def test_a_build_stopped_in_a_notebook_ends_its_kernel_and_says_what_it_kept(tmp
     ), stderr
     time.sleep(1)
     assert processes_in(partial / "02_second") == [] and not output.exists()
+
+
+# --------------------------------------------------------------------------------------
+# What a section depends on, and optimizations kept across figures, sections and builds.
+
+
+def test_an_album_is_fingerprinted_by_its_images_alone_read_in_chunks(tmp_path):
+    import tracemalloc
+
+    notebook = tmp_path / "05_example.ipynb"
+    notebook.write_text("{}")
+    album = tmp_path / "album"
+    album.mkdir()
+    garden = photo(album / "garden.png", 0)
+    video = album / "holiday.mp4"
+    with open(video, "wb") as handle:  # 300 MB beside the photograph, taking no disk (a sparse file)
+        handle.truncate(300 * 2**20)
+    parameters = {"photos": [], "album": str(album)}
+    tracemalloc.start()
+    try:
+        before = report.section_key(notebook, parameters, "code")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"{peak / 2**20:.0f} MiB to fingerprint one photograph"
+    with open(video, "r+b") as handle:  # the video changes: no image of the section does
+        handle.write(b"another film")
+    assert report.section_key(notebook, parameters, "code") == before
+    photo(garden, 1)
+    assert report.section_key(notebook, parameters, "code") != before
+
+
+def test_a_weights_file_changed_under_the_same_name_makes_its_section_stale(tmp_path, monkeypatch):
+    notebook = tmp_path / "01_example.ipynb"
+    notebook.write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    Path("my_vgg.pt").write_bytes(b"first weights")
+    parameters = {"weights": "my_vgg.pt"}  # as typed, relative to the folder the build runs in
+    before = report.section_key(notebook, parameters, "code")
+    Path("my_vgg.pt").write_bytes(b"other weights")
+    assert report.section_key(notebook, parameters, "code") != before
+
+
+OPTIMIZING = """
+import torch
+from nst_lib.losses import LossSpec
+from nst_lib.notebook import setup
+
+run = setup(profile, size=32, steps=3, weights="random", output_dir=output_dir)
+noise = lambda seed: torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+content, style = noise(0), noise(1)
+results = run.transfer_all({w: dict(content=content, styles=[style], loss=LossSpec(style_weight=w)) for w in WEIGHTS})
+"""
+
+
+def optimizing_notebooks(folder: Path, weights: dict[str, list[float]], alone: str = "") -> list[Path]:
+    """Numbered notebooks, each optimizing a tiny picture at the style weights given for it in one batch; the
+    first also runs one of them again alone (``alone``: code appended to it)."""
+    folder.mkdir(exist_ok=True)
+    books = []
+    for number, (stem, chosen) in enumerate(weights.items()):
+        code = OPTIMIZING.replace("WEIGHTS", repr(chosen)) + (alone if number == 0 else "")
+        book = nbformat.v4.new_notebook(cells=[
+            nbformat.v4.new_markdown_cell(f"# Section {stem}"),
+            nbformat.v4.new_code_cell("profile = 'quick'\noutput_dir = None", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_code_cell(code),
+        ])
+        book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(book, folder / f"{stem}.ipynb")
+        books.append(folder / f"{stem}.ipynb")
+    return books
+
+
+def tallies(lines: list[str]) -> list[str]:
+    return [line.split("(", 1)[1].rstrip(")") for line in lines if line.startswith("    done in")]
+
+
+def test_an_optimization_runs_once_across_figures_sections_and_builds(tmp_path, monkeypatch):
+    alone = "again = run.transfer(content, [style], loss=LossSpec(style_weight=1e4))\nassert again is results[1e4]\n"
+    books = optimizing_notebooks(tmp_path / "notebooks", {"01_first": [1e2, 1e4], "02_second": [1e4, 1e6]}, alone)
+    monkeypatch.setattr(report, "notebooks", lambda folder=None: list(books))
+    output = tmp_path / "report"
+    lines = []
+    environment = dict(os.environ)
+    report.build(output, profile="quick", executor="inprocess", log=lines.append)
+    assert dict(os.environ) == environment  # what the kernels are told (bars, the results) is theirs alone
+    # The first section runs two and reads one back (the same optimization, asked for alone); the second runs
+    # only the one the first did not.
+    assert tallies(lines) == ["2 optimizations run, 1 reused", "1 optimizations run, 1 reused"]
+    assert len(list((output / "results").glob("*.json"))) == 3
+    lines.clear()
+    # Both notebooks written again (new cell ids: both sections run again), the second with one more weight:
+    # only that one optimization runs, every other is read back from the previous build.
+    optimizing_notebooks(tmp_path / "notebooks", {"01_first": [1e2, 1e4], "02_second": [1e6, 1e4, 1.0]}, alone)
+    report.build(output, profile="quick", executor="inprocess", log=lines.append)
+    assert tallies(lines) == ["0 optimizations run, 3 reused", "1 optimizations run, 2 reused"]
+
+
+def test_an_interrupted_build_keeps_the_optimizations_it_finished(tmp_path, monkeypatch):
+    books = optimizing_notebooks(tmp_path / "notebooks", {"01_first": [1e2], "02_second": [1e2, 1e4]})
+    monkeypatch.setattr(report, "notebooks", lambda folder=None: list(books))
+    execute = report._execute
+
+    def stopped_in_the_second(notebook, folder, parameters):
+        if notebook.stem == "02_second":
+            raise KeyboardInterrupt
+        return execute(notebook, folder, parameters)
+
+    monkeypatch.setattr(report, "_execute", stopped_in_the_second)
+    output = tmp_path / "report"
+    with pytest.raises(report.Interrupted):
+        report.build(output, profile="quick", executor="inprocess", log=lambda line: None)
+    assert len(list((tmp_path / "report.partial" / "results").glob("*.json"))) == 1
+    monkeypatch.setattr(report, "_execute", execute)
+    lines = []
+    report.build(output, profile="quick", executor="inprocess", log=lines.append)
+    assert tallies(lines) == ["1 optimizations run, 1 reused"]
+
+
+# Nothing the build did not write is ever removed.
+
+
+def refused(arguments, capsys) -> str:
+    """``nst report`` with ``arguments``: refused with exit status 2 and one line; that line."""
+    from nst_lib import cli
+
+    status = cli.main(["report", "--profile", "quick", *arguments])
+    error = capsys.readouterr().err
+    assert status == 2 and len(error.strip().splitlines()) == 1, error
+    return error.strip()
+
+
+@pytest.fixture
+def no_notebook_runs(monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("no notebook may run")
+
+    monkeypatch.setattr(report, "_execute", never)
+
+
+def contents(folder: Path) -> dict:
+    return {path.relative_to(folder).as_posix(): path.read_bytes() if path.is_file() else None
+            for path in sorted(folder.rglob("*"))}
+
+
+def test_a_folder_that_is_not_a_report_is_refused_and_kept(tmp_path, tiny, capsys, no_notebook_runs):
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "thesis.txt").write_text("three years of work")
+    website = tmp_path / "website"
+    website.mkdir()
+    (website / "index.html").write_text("<p>my page</p>")
+    swept = tmp_path / "swept"
+    (swept / "cells").mkdir(parents=True)
+    (swept / "cells" / "0123.json").write_text("{}")
+    (swept / "sweep.json").write_text("[]")
+    before = {folder: contents(folder) for folder in (thesis, website, swept)}
+    assert refused(["--output", str(thesis)], capsys) == (
+        f"error: {thesis} is not a report (it holds thesis.txt, and no {report.MARKER}), and the build would replace "
+        "it: give a new or empty folder, or the folder of an earlier report.")
+    assert refused(["--output", str(website)], capsys).startswith(f"error: {website} is not a report")
+    assert refused(["--output", str(swept)], capsys) == (
+        f"error: {swept} is a sweep's folder, not a report's, and the build would replace it: give the report a "
+        "folder of its own.")
+    assert {folder: contents(folder) for folder in (thesis, website, swept)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notebooks", "swept", "thesis", "website"]
+
+
+def test_the_build_s_spare_folders_are_refused_when_they_are_not_the_build_s(tmp_path, tiny, capsys, no_notebook_runs):
+    output = tmp_path / "report"
+    for suffix in (".old", ".partial"):
+        spare = tmp_path / f"report{suffix}"
+        spare.mkdir()
+        (spare / "mine.txt").write_text("mine")
+        message = refused(["--output", str(output)], capsys)
+        assert message.startswith(f"error: {spare} is not ") and "move it away, or build elsewhere." in message
+        assert (spare / "mine.txt").read_text() == "mine" and not output.exists()
+        (spare / "mine.txt").rename(tmp_path / f"mine{suffix}.txt")
+        spare.rmdir()
+
+
+def test_the_current_folder_and_the_root_are_refused(tmp_path, tiny, capsys, monkeypatch, no_notebook_runs):
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "mine.txt").write_text("mine")
+    monkeypatch.chdir(here)
+    assert refused(["--output", "."], capsys) == (
+        "error: The report folder . is the current folder, which the build would replace: give a folder for the "
+        "report, such as report/quick.")
+    assert refused(["--output", ".."], capsys).startswith("error: The report folder .. is the current folder or holds")
+    assert refused(["--output", "/"], capsys) == (
+        "error: The report folder / is the root of the file system: give a folder for the report, such as "
+        "report/quick.")
+    assert sorted(p.name for p in here.iterdir()) == ["mine.txt"]
+
+
+def test_a_report_folder_holding_what_the_build_did_not_write_is_refused_until_it_is_moved(tmp_path, tiny, capsys):
+    output = tmp_path / "report"
+    report.build(output, profile="quick", log=lambda line: None)
+    assert json.loads((output / report.MARKER).read_text())["entries"] == sorted(
+        path.relative_to(output).as_posix() for path in output.rglob("*") if path.name != report.MARKER)
+    notes = output / "02_second" / "notes.txt"
+    notes.write_text("my notes on the second section")
+    assert refused(["--output", str(output)], capsys) == (
+        f"error: {notes} was not written by the report build, which replaces {output}: move it out first.")
+    assert notes.read_text() == "my notes on the second section"
+    notes.unlink()
+    lines = []
+    report.build(output, profile="quick", steps=2, only=["02"], log=lines.append)
+    assert "running" in lines[0] and not output.with_name("report.old").exists()
+
+
+def test_what_appears_in_the_old_report_during_a_build_is_kept(tmp_path, tiny, monkeypatch):
+    output = tmp_path / "report"
+    report.build(output, profile="quick", log=lambda line: None)
+    execute = report._execute
+
+    def meanwhile(notebook, folder, parameters):  # someone saves a file into the report while it is rebuilt
+        (output / "01_first" / "late.txt").write_text("written during the build")
+        return execute(notebook, folder, parameters)
+
+    monkeypatch.setattr(report, "_execute", meanwhile)
+    lines = []
+    report.build(output, profile="quick", steps=3, only=["01"], log=lines.append)
+    old = tmp_path / "report.old"
+    assert (old / "01_first" / "late.txt").read_text() == "written during the build"
+    assert sorted(p.relative_to(old).as_posix() for p in old.rglob("*")) == ["01_first", "01_first/late.txt"]
+    assert lines[-1] == f"report: {old} keeps what the build did not write, found in the previous report: 01_first, " \
+                        "01_first/late.txt"
+    assert (output / "index.html").is_file()
+
+
+def test_a_report_built_before_reports_were_marked_is_still_recognised(tmp_path, tiny):
+    output = tmp_path / "report"
+    report.build(output, profile="quick", log=lambda line: None)
+    (output / report.MARKER).unlink()  # as written by an earlier version
+    lines = []
+    report.build(output, profile="quick", steps=2, only=["01"], log=lines.append)
+    assert "running" in lines[0] and (output / report.MARKER).is_file()
+    assert sum("kept from the report as it was" in line for line in lines) == 2
+
+
+def weights_notebook(folder: Path) -> Path:
+    """A section that builds the VGG-19 from its ``weights`` parameter, in its own folder, as the report's do."""
+    folder.mkdir()
+    book = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Weights"),
+        nbformat.v4.new_code_cell("weights = 'oxford'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from nst_lib.vgg import VGG19\nVGG19(weights, precision='float32')"),
+    ])
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(book, folder / "01_weights.ipynb")
+    return folder / "01_weights.ipynb"
+
+
+def test_a_relative_weights_path_is_the_caller_s_and_a_missing_one_is_refused_first(tmp_path, capsys, monkeypatch):
+    from test_vgg import vgg_state_dict
+
+    import torch
+    from nst_lib import cli
+
+    book = weights_notebook(tmp_path / "notebooks")
+    monkeypatch.setattr(report, "notebooks", lambda folder=None: [book])
+    monkeypatch.chdir(tmp_path)
+    torch.save(vgg_state_dict(), tmp_path / "my_vgg.pt")
+    assert cli.main(["report", "--profile", "quick", "--weights", "my_vgg.pt", "--output", "built"]) == 0, \
+        capsys.readouterr().err
+    section = json.loads((tmp_path / "built" / "01_weights" / report.SECTION_FILE).read_text())
+    assert section["parameters"]["weights"] == str(tmp_path / "my_vgg.pt")
+
+    def never(*args, **kwargs):
+        raise AssertionError("no notebook may run")
+
+    monkeypatch.setattr(report, "_execute", never)
+    assert refused(["--weights", "missing.pt", "--output", "other"], capsys) == (
+        f"error: The VGG-19 weights file missing.pt does not exist (looked for in {tmp_path}): give an existing "
+        "state_dict file, or one of 'oxford', 'torchvision', 'random'.")
+    assert not (tmp_path / "other").exists() and not (tmp_path / "other.partial").exists()
+
+
+def test_a_report_sent_to_a_server_that_is_not_a_dask_scheduler_stops_within_the_timeout(tmp_path):
+    from conftest import web_server
+
+    output = tmp_path / "report"
+    with web_server() as address:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "nst_lib", "report", "--profile", "quick", "--only", "01",
+                               "--scheduler", address, "--output", str(output)],
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {address} answers, but not as a Dask scheduler")
+    assert len(done.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither the report nor its .partial folder

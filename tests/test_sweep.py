@@ -3,20 +3,25 @@ even when a worker dies mid-task."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
-from conftest import blobs, stripes
 
-from nst_lib import cli, executor, files
-from nst_lib.executor import InProcess, ModelSpec
+from conftest import blobs, stripes, vgg_weights, web_server
+from nst_lib import cli, files
+from nst_lib import jobs as jobs_module
+from nst_lib import cluster as clusters
 from nst_lib.images import load_image, save_image
-from nst_lib.sweep import _Pictures, cell_key, grid, sheet_axes, sweep
+from nst_lib.jobs import InProcess
+from nst_lib.store import Store
+from nst_lib.sweep import grid, plan, sheet_axes, sweep
 
 QUIET = dict(weights="random", precision="float32", device="cpu", progress=False, log=lambda line: None)
 
@@ -45,7 +50,7 @@ def reference(pictures, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster():
-    started = executor.local_cluster(workers=2, threads=1, size=64, log=lambda line: None)
+    started = clusters.local_cluster(workers=2, threads=1, size=64, log=lambda line: None)
     yield started
     started.close()
 
@@ -84,22 +89,26 @@ def test_the_grid_is_every_combination_with_the_last_axis_fastest():
 def test_the_contact_sheet_puts_the_longest_axis_across():
     axes = {"style_weight": [1, 2, 3], "init": ["noise", "content"], "seed": [0, 1], "size": [64]}
     assert sheet_axes(axes) == (["init", "seed"], "style_weight")
-    assert sheet_axes(axes, rows=["style_weight"], columns="seed") == (["style_weight"], "seed")
+    # A swept axis named neither in the rows nor as the columns joins the rows: each cell has a tile of its own.
+    assert sheet_axes(axes, rows=["style_weight"], columns="seed") == (["style_weight", "init"], "seed")
+    assert sheet_axes(axes, rows=["style_weight"]) == (["style_weight", "seed"], "init")
     with pytest.raises(ValueError, match="'size' is not a swept axis"):
         sheet_axes(axes, columns="size")
+    with pytest.raises(ValueError, match="The axis 'seed' is named twice for the contact sheet"):
+        sheet_axes(axes, rows=["seed"], columns="seed")
 
 
 def test_a_key_changes_with_what_changes_the_picture(pictures):
     axes, fixed = small_grid(pictures)
-    cell = grid(axes, fixed)[0]
-    model = ModelSpec.describe("cpu", weights="random", precision="float32")
-    images = _Pictures()
-    key = cell_key(cell, images, model, 1, "code")
-    assert key == cell_key(dict(cell), _Pictures(), model, 1, "code")
-    assert key != cell_key(cell, images, model, 2, "code")  # threads change the sums' order
-    assert key != cell_key(cell, images, model, 1, "other code")
-    assert key != cell_key({**cell, "seed": 5}, images, model, 1, "code")
-    assert key != cell_key(cell, images, ModelSpec.describe("cpu", weights="oxford"), 1, "code")
+    model = dict(weights="random", precision="float32", device="cpu")
+    key = plan(axes, fixed, **model).keys(1)[0]
+    assert key == plan(axes, fixed, **model).keys(1)[0]  # made again: the same key
+    assert key != plan(axes, fixed, **model).keys(2)[0]  # threads change the sums' order
+    assert key != plan({**axes, "seed": [5]}, fixed, **model).keys(1)[0]
+    assert key != plan(axes, fixed, **{**model, "weights": "oxford"}).keys(1)[0]
+    assert key != plan(axes, fixed, **model, pre_relu=True).keys(1)[0]
+    assert key != plan(axes, fixed, **{**model, "precision": "bfloat16"}).keys(1)[0]
+    assert key != plan(axes, fixed, **model, pooling="avg").keys(1)[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -130,25 +139,127 @@ def test_a_sweep_run_again_reuses_its_finished_cells(reference, pictures, tmp_pa
     lines = []
     again = sweep(folder, {**axes, "seed": [0, 1, 2]}, executor=InProcess(threads=1),
                   **{**QUIET, "log": lines.append}, **fixed)
-    assert lines[0] == "sweep: 3 of 6 cells already done, reused"
+    assert lines[0].startswith(f"sweep: 1 finished cell could not be trusted and is computed again "
+                               f"({reference.cells[2]['key']}: {reference.cells[2]['key']}.png is missing)")
+    assert lines[1] == "sweep: 3 of 6 cells already done, reused"
     assert [bool(c.get("reused")) for c in again.cells] == [True, True, False, False, True, False]
     assert again.cells[3]["picture"] == reference.cells[2]["picture"]  # rerun: the same key, the same picture
     redone = (folder / again.cells[3]["picture"]).read_bytes()
     assert redone == (reference.folder / reference.cells[2]["picture"]).read_bytes()
 
 
-def test_a_failing_cell_is_reported_and_the_others_are_kept(pictures, tmp_path):
+def test_a_failing_cell_is_reported_and_the_others_are_kept(pictures, tmp_path, monkeypatch):
     content, style = pictures
+    transfer, calls = jobs_module.transfer, []
+
+    def failing_the_third(**options):  # a failure that no check can foresee, such as memory running out
+        calls.append(options)
+        if len(calls) == 3:
+            raise RuntimeError("not enough memory for this cell")
+        return transfer(**options)
+
+    monkeypatch.setattr(jobs_module, "transfer", failing_the_third)
     lines = []
-    # pool5 needs a side of at least 32 px: the 24 px cell (24 x 18) with it fails, the others run.
-    result = sweep(tmp_path / "failing", {"size": [24, 64], "style_layers": [("conv1_1",), ("pool5",)]},
+    result = sweep(tmp_path / "failing", {"size": [48, 64], "style_layers": [("conv1_1",), ("pool5",)]},
                    content=str(content), style=str(style), steps=2, executor=InProcess(threads=1),
                    **{**QUIET, "log": lines.append})
     assert [c["status"] for c in result.cells] == ["ok", "ok", "failed", "ok"]  # style layers, then sizes
-    assert "needs a side of at least 32 px" in result.cells[2]["error"]
+    assert "not enough memory for this cell" in result.cells[2]["error"]
     assert any("cell 3" in line and "failed" in line for line in lines)
     assert "failed" in result.csv.read_text().splitlines()[3]
     nothing_half_written(result.folder)
+
+
+def test_a_size_too_small_for_the_deepest_layer_is_refused_before_any_cell_runs(pictures, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("no optimization may start")
+
+    monkeypatch.setattr("nst_lib.sweep.executor_from", never)
+    content, style = pictures
+    # pool5 needs a side of at least 32 px: at 24 px the content is 24 x 18.
+    with pytest.raises(ValueError, match=f"At size 24, {content} is 24x18 px, but pool5 needs a side of at least "
+                                         "32 px: use a larger size or shallower layers"):
+        sweep(tmp_path / "small", {"size": [24, 64], "style_layers": [("conv1_1",), ("pool5",)]},
+              content=str(content), style=str(style), steps=2, **QUIET)
+    with pytest.raises(ValueError, match="At size 24, the texture is 24x24 px, but pool5 needs"):
+        sweep(tmp_path / "small", {"size": [24, 64]}, style=str(style), style_layers=("pool5",), steps=2, **QUIET)
+    assert not (tmp_path / "small").exists()
+
+
+def test_every_swept_axis_shows_on_the_contact_sheet(pictures, tmp_path, monkeypatch):
+    from nst_lib import sweep as module
+
+    drawn = {}
+    sheet = module.contact_sheet
+
+    def kept(tiles, row_labels, column_labels, captions):
+        drawn.update(tiles=tiles, rows=row_labels, columns=column_labels)
+        return sheet(tiles, row_labels, column_labels, captions)
+
+    monkeypatch.setattr(module, "contact_sheet", kept)
+    content, style = pictures
+    lines = []
+    result = sweep(tmp_path / "sheet", {"init": ["noise", "content"], "style_weight": [1e2, 1e4], "seed": [0, 1]},
+                   rows=["init"], columns="style_weight", content=str(content), style=str(style), size=32, steps=2,
+                   executor=InProcess(threads=1), **{**QUIET, "log": lines.append})
+    assert len(result.cells) == 8 and len(result.csv.read_text().splitlines()) == 9
+    assert sum(tile is not None for row in drawn["tiles"] for tile in row) == 8  # every cell has its tile
+    assert drawn["rows"] == ["init noise, seed 0", "init noise, seed 1", "init content, seed 0", "init content, seed 1"]
+    assert drawn["columns"] == ["style_weight 100", "style_weight 10000"]
+    assert "sweep: the contact sheet's rows also show seed, so that every cell has its tile" in lines
+
+
+def test_a_weight_switched_off_is_still_checked(pictures, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")
+    _, style = pictures
+    status = cli.main(["sweep", "--style", str(style), "--content-weight", "nan", "--steps", "2", "--size", "32",
+                       "--weights", "random", "-o", str(tmp_path / "texture")])
+    error = capsys.readouterr().err
+    assert status == 2 and error == "error: content_weight=nan is out of range: use a number from 0 to 1e+12.\n"
+    assert not (tmp_path / "texture").exists()  # no sweep.json with a bare NaN, which is not JSON
+
+
+def test_a_list_option_that_names_nothing_is_refused(pictures, tmp_path, capsys):
+    _, style = pictures
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["sweep", "--content", ",", "--style", str(style), "-o", str(tmp_path / "texture")])
+    error = capsys.readouterr().err
+    assert stop.value.code == 2 and len(error.strip().splitlines()) == 1, error
+    assert error.startswith("error: argument --content: ',' names nothing: give one or more values")
+    assert not (tmp_path / "texture").exists()  # not silently a texture sweep
+
+
+def test_a_huge_grid_is_refused_unless_asked_for_and_a_sweep_says_its_size_first(pictures, tmp_path, capsys,
+                                                                                  monkeypatch):
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")
+    content, style = pictures
+    seeds = ",".join(map(str, range(101)))
+    arguments = ["sweep", "--content", str(content), "--style", str(style), "--seed", seeds, "--style-weight",
+                 "1,10,100,1e3,1e4,1e5,1e6,1e7,1e8,1e9", "--size", "32", "--steps", "3", "--weights", "random",
+                 "--precision", "float32", "-o", str(tmp_path / "huge")]
+    assert cli.main(arguments) == 2
+    error = capsys.readouterr().err
+    assert error == ("error: This sweep has 1,010 cells (3,030 evaluations), more than the 1,000 a sweep runs "
+                     "unasked: to run it, give --max-cells 1010 (max_cells=1010), or sweep fewer values.\n")
+    assert not (tmp_path / "huge").exists()
+    small = arguments[:5] + ["--seed", "0,1", "--size", "32", "--steps", "3", "--weights", "random", "--precision",
+                             "float32", "--max-cells", "2", "-o", str(tmp_path / "small")]
+    assert cli.main(small) == 0
+    said = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"sweep: 2 cells on in-process: 6 evaluations, about \d+ s \([\d.e-]+ s per evaluation at "
+                        r"32 px, measured now\)", said[0]), said
+
+
+def test_a_sweep_sent_to_a_server_that_is_not_a_dask_scheduler_stops_within_the_timeout(pictures, tmp_path):
+    content, style = pictures
+    with web_server() as address:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "nst_lib", "sweep", "--content", str(content), "--style",
+                               str(style), "--size", "32", "--steps", "2", "--weights", "random", "--scheduler",
+                               address, "-o", str(tmp_path / "remote")], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 2 and done.stderr.startswith(f"error: {address} answers, but not as a Dask scheduler")
+    assert len(done.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 60
+    assert not (tmp_path / "remote").exists()  # no empty cells/ folder
 
 
 def run_cli(*args):
@@ -224,16 +335,14 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(pict
 
 @pytest.mark.parametrize("stop, code", [(KeyboardInterrupt, 130), (files.Terminated, 143)])
 def test_a_stopped_sweep_says_which_cells_it_kept(pictures, tmp_path, capsys, monkeypatch, stop, code):
-    from nst_lib import sweep as module
+    keep = Store.put
 
-    keep = module._keep
-
-    def stopped_at_the_third(folder, key, cell, result):
-        if len(list((folder / "cells").glob("*.json"))) == 2:
+    def stopped_at_the_third(store, key, result, note=None):
+        if len(list(store.folder.glob("*.json"))) == 2:
             raise stop
-        return keep(folder, key, cell, result)
+        return keep(store, key, result, note)
 
-    monkeypatch.setattr(module, "_keep", stopped_at_the_third)
+    monkeypatch.setattr(Store, "put", stopped_at_the_third)
     monkeypatch.setenv("NST_EXECUTOR", "inprocess")
     content, style = pictures
     folder = tmp_path / "stopped"
@@ -245,8 +354,8 @@ def test_a_stopped_sweep_says_which_cells_it_kept(pictures, tmp_path, capsys, mo
            "them; sweep.json, sweep.csv and contact_sheet.png were not written.\n" in error, error
     assert "Traceback" not in error
     nothing_half_written(folder)
-    assert sorted(p.name for p in folder.iterdir()) == ["cells"] and len(os.listdir(folder / "cells")) == 4
-    monkeypatch.setattr(module, "_keep", keep)
+    assert sorted(p.name for p in folder.iterdir()) == ["cells"] and len(os.listdir(folder / "cells")) == 6
+    monkeypatch.setattr(Store, "put", keep)
     assert cli.main(arguments) == 0
     assert "2 of 4 cells already done, reused" in capsys.readouterr().out
 
@@ -260,7 +369,9 @@ def test_a_cluster_sweep_gives_the_same_pictures(reference, pictures, cluster, t
     same_cells(reference, sweep(tmp_path / "cluster", axes, executor=cluster, **QUIET, **fixed))
 
 
-def test_ctrl_c_stops_a_sweep_on_a_local_cluster_in_one_line(pictures, tmp_path):
+@pytest.mark.parametrize("name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_stops_a_sweep_on_a_local_cluster_in_one_line(pictures, tmp_path, name, code):
+    """Ctrl-C, or SIGTERM, sent to the whole process group: the workers get it too."""
     content, style = pictures
     folder = tmp_path / "stopped"
     command = [sys.executable, "-m", "nst_lib", "sweep", "--content", str(content), "--style", str(style), "--seed",
@@ -271,10 +382,10 @@ def test_ctrl_c_stops_a_sweep_on_a_local_cluster_in_one_line(pictures, tmp_path)
     deadline = time.monotonic() + 120
     while len(list(folder.glob("cells/*.json"))) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the command and every worker it started
+    os.killpg(process.pid, getattr(signal, name))  # as a terminal's Ctrl-C: to the command and every worker
     _, stderr = process.communicate(timeout=60)
     finished = len(list(folder.glob("cells/*.json")))
-    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert process.returncode == code and "Traceback" not in stderr, stderr
     assert stderr.endswith(f"\ninterrupted: {finished} of 6 cells are finished in {folder / 'cells'}, and the same "
                            "sweep run again reuses them; sweep.json, sweep.csv and contact_sheet.png were not "
                            "written.\n"), stderr
@@ -303,3 +414,168 @@ def test_a_worker_killed_mid_task_costs_only_a_rerun(reference, pictures, cluste
     same_cells(reference, finished["result"])
     nothing_half_written(tmp_path / "killed")
     assert before[busy[0]] not in client.run(os.getpid).values()  # the worker was killed and replaced
+
+
+# --------------------------------------------------------------------------------------
+# Nothing on disk trusted blindly, every option that changes a picture in the keys.
+
+
+def tiny_sweep(pictures, folder, *more):
+    content, style = pictures
+    return ["sweep", "--content", str(content), "--style", str(style), "--style-weight", "1,1e4", "--seed", "0,1",
+            "--size", "32", "--steps", "3", "--weights", "random", "--precision", "float32", "-o", str(folder), *more]
+
+
+def swept(arguments, capsys):
+    """Run ``nst sweep`` here; its exit status, what it printed, and sweep.json's records."""
+    status = cli.main(arguments)
+    said = capsys.readouterr()
+    folder = Path(arguments[arguments.index("-o") + 1])
+    records = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").is_file() else []
+    return status, said.out + said.err, records
+
+
+def edited(path, change):
+    """Apply ``change`` to every number under a key named "style" in a JSON file, wherever it is."""
+    def walk(value, name=None):
+        if isinstance(value, dict):
+            return {key: walk(item, key) for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item, name) for item in value]
+        return change(value) if name == "style" and isinstance(value, float) else value
+
+    path.write_text(json.dumps(walk(json.loads(path.read_text())), indent=1))
+
+
+def test_a_cell_picture_comes_from_its_key_never_from_its_record(pictures, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")
+    folder = tmp_path / "sweep"
+    status, _, first = swept(tiny_sweep(pictures, folder), capsys)
+    assert status == 0
+    decoy = tmp_path / "decoy.png"
+    save_image(stripes(), decoy)
+    for record, picture in zip(first[:2], [str(decoy), "../../../../etc/passwd"]):
+        path = folder / "cells" / f"{record['key']}.json"
+        path.write_text(path.read_text().replace("{", f'{{"picture": {json.dumps(picture)},', 1))
+    status, said, again = swept(tiny_sweep(pictures, folder), capsys)
+    assert status == 0 and "passwd" not in said, said
+    assert "sweep: 2 finished cells could not be trusted and are computed again" in said
+    assert "sweep: 2 of 4 cells already done, reused" in said
+    for before, after in zip(first, again):
+        assert after["picture"] == f"cells/{after['key']}.png" and after["key"] == before["key"]
+        assert (folder / after["picture"]).read_bytes() != decoy.read_bytes()
+    assert "decoy" not in (folder / "sweep.csv").read_text()
+
+
+def test_a_damaged_cell_is_computed_again_and_said_once(pictures, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")
+    folder = tmp_path / "sweep"
+    status, _, first = swept(tiny_sweep(pictures, folder), capsys)
+    assert status == 0
+    cells = folder / "cells"
+    (cells / f"{first[0]['key']}.json").write_text("[]")
+    (cells / f"{first[1]['key']}.json").write_text('{"status": "ok"}')
+    (cells / f"{first[2]['key']}.png").write_bytes(b"\x89PNG\r\n\x1a\n no longer a picture")
+    record = cells / f"{first[3]['key']}.json"
+    record.write_text(re.sub(r'"seconds": [0-9.e+-]+', '"seconds": "fast"', record.read_text()))
+    status, said, again = swept(tiny_sweep(pictures, folder), capsys)
+    assert status == 0 and "Traceback" not in said, said
+    assert said.count("could not be trusted") == 1 and "4 finished cells could not be trusted" in said
+    assert [cell["status"] for cell in again] == ["ok"] * 4 and all(isinstance(c["seconds"], float) for c in again)
+    for before, after in zip(first, again):  # the same keys, computed again: the same pixels and losses
+        assert after["losses"] == before["losses"] and load_image(folder / after["picture"]).shape[-1] == 32
+    status, said, _ = swept(tiny_sweep(pictures, folder), capsys)  # repaired: all four reused
+    assert status == 0 and "4 of 4 cells already done, reused" in said and "trusted" not in said
+
+
+def test_losses_edited_after_the_fact_never_reach_the_table(pictures, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")
+    folder = tmp_path / "sweep"
+    status, _, first = swept(tiny_sweep(pictures, folder), capsys)
+    assert status == 0
+    edited(folder / "cells" / f"{first[0]['key']}.json", lambda value: value / 1000)
+    status, said, again = swept(tiny_sweep(pictures, folder), capsys)
+    assert status == 0 and "1 finished cell could not be trusted" in said, said
+    assert again[0]["losses"] == first[0]["losses"] and not again[0]["reused"]
+
+
+def test_pre_relu_reaches_the_cells(pictures, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")
+    folder = tmp_path / "sweep"
+    status, _, first = swept(tiny_sweep(pictures, folder), capsys)
+    status, said, again = swept(tiny_sweep(pictures, folder, "--pre-relu"), capsys)
+    assert status == 0 and "already done" not in said, said
+    assert {cell["key"] for cell in again}.isdisjoint(cell["key"] for cell in first)
+    assert [c["losses"] for c in again] != [c["losses"] for c in first]  # another network reading: other pictures
+
+
+def test_a_weights_file_replaced_under_the_same_name_gives_new_cells(pictures, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")
+    weights = vgg_weights(tmp_path / "vgg.pt", seed=0)
+    folder = tmp_path / "sweep"
+    arguments = tiny_sweep(pictures, folder)
+    arguments[arguments.index("random")] = str(weights)
+    status, _, first = swept(arguments, capsys)
+    assert status == 0
+    vgg_weights(weights, seed=1)
+    status, said, again = swept(arguments, capsys)
+    assert status == 0 and "already done" not in said, said
+    assert [c["losses"] for c in again] != [c["losses"] for c in first]
+
+
+def test_a_value_given_twice_is_one_cell(pictures, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NST_EXECUTOR", "inprocess")
+    content, style = pictures
+    folder = tmp_path / "sweep"
+    arguments = ["sweep", "--content", str(content), "--style", str(style), "--style-weight", "1e4,10000,1e4",
+                 "--size", "32", "--steps", "3", "--weights", "random", "--precision", "float32", "-o", str(folder)]
+    status, said, records = swept(arguments, capsys)
+    assert status == 0 and "sweep: 1 cells on in-process" in said and "1 cells done, 0 failed" in said, said
+    assert "style_weight gave a value more than once: each value is one cell" in said
+    assert len(records) == 1 and len((folder / "sweep.csv").read_text().splitlines()) == 2
+
+
+def test_every_option_of_the_command_changes_the_keys_or_says_why_not(pictures, tmp_path):
+    """Walk `nst sweep`'s options: each one either changes every cell's key, or is declared as changing no
+    picture (``cli.sweep.NOT_IN_PICTURES``). An option added without deciding fails here."""
+    from nst_lib.cli import build_parser
+    from nst_lib.cli import sweep as command
+
+    content, style = pictures
+    other = tmp_path / "other.png"
+    save_image(stripes(period=4), other)
+    base = ["sweep", "--content", str(content), "--style", str(style), "--size", "32", "--steps", "3", "--weights",
+            "random", "--precision", "float32", "--device", "cpu", "-o", str(tmp_path / "out")]
+    changes = {
+        "content": str(other), "style": str(other), "content_weight": "2", "style_weight": "10", "tv_weight": "1",
+        "content_layers": "conv3_1", "style_layers": "conv1_1", "init": "content", "seed": "1", "size": "48",
+        "steps": "4", "weights": str(vgg_weights(tmp_path / "vgg.pt", seed=0)), "pooling": "avg",
+        "precision": "bfloat16", "pre_relu": None, "device": "cuda", "threads": "3",
+    }
+    parser = build_parser()
+
+    def cell_keys(arguments):
+        given = command.sweep_arguments(parser.parse_args(arguments))
+        model = {name: given[name] for name in ("weights", "pooling", "precision", "pre_relu", "device")}
+        work = plan(given["axes"], **model)
+        return work.keys(given["threads"] or 1)
+
+    before = cell_keys(base)
+    sweep_parser = parser._subparsers._group_actions[0].choices["sweep"]
+    options = [action for action in sweep_parser._actions if action.option_strings and action.dest != "help"]
+    undecided = []
+    for action in options:
+        if action.dest in command.NOT_IN_PICTURES:
+            continue
+        if action.dest not in changes:
+            undecided.append(action.dest)
+            continue
+        flag = action.option_strings[-1]
+        value = changes[action.dest]
+        arguments = [*base, flag] if value is None else [*base, flag, value]
+        if flag in base:  # replace the base's own value
+            at = base.index(flag)
+            arguments = [*base[:at], *base[at + 2:], flag, value]
+        after = cell_keys(arguments)
+        assert after != before and set(after).isdisjoint(before), f"{flag} {value} changes no key"
+    assert undecided == []

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from conftest import blobs, stripes
-from nst_lib import training
+from nst_lib import checkpoints, sizing, training
 from nst_lib.assets import MIRROR_VARIABLE
-from nst_lib.generator import Generator, stylize, synthesize
+from nst_lib.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from nst_lib.generator import Generator, Recipe, stylize, synthesize
 from nst_lib.images import load_image, save_image
 from nst_lib.losses import LossSpec
-from nst_lib.training import CheckpointError, Recipe, load_checkpoint, save_checkpoint, train_generator
-from nst_lib.vgg import VGG19
+from nst_lib.training import train_generator
 
 # A narrow network and shallow layers: a training step takes milliseconds.
 TINY_LOSS = LossSpec(content_layers=("conv2_1",), style_layers=("conv1_1", "conv2_1"))
@@ -204,6 +204,9 @@ def test_checkpoint_mistakes_are_one_sentence(random_vgg, tmp_path):
         ({"lr": 1e300}, "learning rate must be a positive number up to 1000"),
         ({"channels": 0}, "channels must be a whole number of at least 1"),
         ({"residual_blocks": -1}, "residual_blocks must be a whole number of at least 0"),
+        ({"channels": 100000}, "channels=100000 is out of range: use 1 to 128"),
+        ({"batch": 100000}, "batch=100000 is out of range: use 1 to 256"),
+        ({"residual_blocks": 100000000}, "residual_blocks=100000000 is out of range: use 0 to 32"),
         ({"scales": (0.5, 2)}, "scales must satisfy 0 < smallest <= largest <= 1"),
         ({"scales": (0.5,)}, "scales must be two numbers"),
         ({"schedule": "linear"}, "Unknown learning-rate schedule 'linear'"),
@@ -227,27 +230,7 @@ def test_training_mistakes_are_one_sentence(random_vgg):
 
 def legacy(steps: int) -> dict:
     """A tiny training as every generator was trained before crops at several scales and the cosine schedule."""
-    return tiny(steps, **training.LEGACY_RECIPE)
-
-
-def test_a_checkpoint_of_the_first_format_still_loads(tmp_path):
-    path = tmp_path / "old.pt"
-    then = VGG19("random", precision="float32", pre_relu=True)  # conv layers were read before the ReLU then
-    trained = train_generator(stripes(), [blobs()], model=then, checkpoint=path, **legacy(2))
-    state = torch.load(path, weights_only=True)
-    config = state["config"]
-    recipe = {k: v for k, v in config["recipe"].items() if k not in training.LEGACY_RECIPE}
-    flat = {"mode": config["mode"], **recipe, **config["loss"], "weights": config["vgg_weights"]}
-    flat.update({k: config[k] for k in ("pooling", "images", "content_images")})
-    flat.pop("style_layer_weights")  # format 1 had no such field, nor pre_relu
-    torch.save({**state, "format": "nst_lib.generator/1", "config": flat}, path)
-    loaded = load_checkpoint(path)
-    assert loaded.config == {k: v for k, v in trained.config.items() if k != "precision"} and loaded.step == 2
-    with pytest.raises(CheckpointError, match="trained with other pre_relu \\(True, now False\\)"):
-        train_generator(stripes(), [blobs()], model=VGG19("random", precision="float32"), checkpoint=path,
-                        resume=True, **legacy(3))
-    resumed = train_generator(stripes(), [blobs()], model=then, checkpoint=path, resume=True, **legacy(3))
-    assert resumed.step == 3
+    return tiny(steps, **checkpoints.LEGACY_RECIPE)
 
 
 def test_a_checkpoint_from_before_the_new_recipe_fields_keeps_its_recipe(random_vgg, tmp_path):
@@ -255,7 +238,7 @@ def test_a_checkpoint_from_before_the_new_recipe_fields_keeps_its_recipe(random_
     trained = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **legacy(2))
     state = torch.load(path, weights_only=True)
     config = {k: v for k, v in state["config"].items() if k != "precision"}
-    config["recipe"] = {k: v for k, v in config["recipe"].items() if k not in training.LEGACY_RECIPE}
+    config["recipe"] = {k: v for k, v in config["recipe"].items() if k not in checkpoints.LEGACY_RECIPE}
     torch.save({**state, "config": config}, path)
     loaded = load_checkpoint(path)
     assert loaded.recipe == trained.recipe and loaded.recipe.schedule == "constant"
@@ -466,11 +449,15 @@ def damaged_copies(state: dict) -> list[tuple[dict, str]]:
     return [
         ({k: v for k, v in state.items() if k != "generator"}, "it has no 'generator'"),
         ({k: v for k, v in state.items() if k != "history"}, "it has no 'history'"),
-        ({**state, "config": {**state["config"], "recipe": {**recipe, "channels": 100000}}},
+        ({**state, "config": {**state["config"], "recipe": {**recipe, "channels": 100}}},
          rf"its generator's '{first}' has shape \(8, 3, 9, 9\), "
-         r"and the network of its recipe needs \(100000, 3, 9, 9\)"),
+         r"and the network of its recipe needs \(100, 3, 9, 9\)"),
+        ({**state, "config": {**state["config"], "recipe": {**recipe, "channels": 100000}}},
+         r"its recipe or loss is not valid \(channels=100000 is out of range: use 1 to 128\)"),
+        ({**state, "config": {**state["config"], "recipe": {**recipe, "residual_blocks": 31}}},
+         "its recipe's 31 residual blocks do not match its 30 tensors"),
         ({**state, "config": {**state["config"], "recipe": {**recipe, "residual_blocks": 10**9}}},
-         "its recipe's 1000000000 residual blocks do not match its"),
+         r"its recipe or loss is not valid \(residual_blocks=1000000000 is out of range: use 0 to 32\)"),
         ({**state, "config": {**state["config"], "recipe": {**recipe, "crop_size": 10**6}}},
          "its recipe or loss is not valid"),
         ({**state, "generator": {**generator, first: generator[first][..., :1]}},
@@ -550,3 +537,97 @@ def test_generator_commands_refuse_what_they_could_not_finish(tmp_path, image_fi
     locked = unwritable_folder(tmp_path)
     refused = nst(*train, "--checkpoint", str(locked / "style.pt"))
     assert refused.returncode == 2 and "takes no new files" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_training_that_would_not_fit_in_memory_is_refused_before_the_network_is_made(random_vgg, monkeypatch):
+    made = []
+    monkeypatch.setattr(training.Recipe, "network", lambda self: made.append(self))
+    monkeypatch.setattr(sizing, "free_memory", lambda device: (2**30, 2 * 2**30))
+    recipe = Recipe(batch=8, crop_size=256)
+    needed = recipe.memory(LossSpec())
+    assert needed > 2**30
+    with pytest.raises(ValueError) as refused:
+        train_generator(stripes(), [blobs()], model=random_vgg, recipe=recipe, progress=False)
+    assert str(refused.value) == (
+        f"Training 8 crops of 256 px at a time through a generator of 32 channels and 5 residual blocks needs about "
+        f"{needed / 2**30:.1f} GiB of memory, and this machine has 1.0 GiB free (of 2.0 GiB): lower the batch, the "
+        "crop size, the channels or the residual blocks.")
+    assert made == []
+    # The estimate grows with what the recipe asks for: crops, their size, the network's width and depth.
+    base = Recipe(batch=2, crop_size=128, channels=16, residual_blocks=2)
+    for larger in ({"batch": 4}, {"crop_size": 256}, {"channels": 32}, {"residual_blocks": 8}):
+        assert Recipe(**{**vars(base), **larger}).memory(LossSpec()) > base.memory(LossSpec()), larger
+
+
+@pytest.mark.parametrize("sizes, message", [
+    (["--channels", "100000"], "error: channels=100000 is out of range: use 1 to 128.\n"),
+    (["--batch", "100000"], "error: batch=100000 is out of range: use 1 to 256.\n"),
+    (["--residual-blocks", "100000000"], "error: residual_blocks=100000000 is out of range: use 0 to 32.\n"),
+    (["--batch", "256", "--crop-size", "4096"], "error: Training 256 crops of 4096 px at a time through a generator "
+                                                "of 32 channels and 5 residual blocks needs about "),
+])
+def test_generator_sizes_are_bounded_before_any_network_is_made(tmp_path, image_file, capsys, monkeypatch, sizes,
+                                                                 message):
+    from nst_lib import cli
+    from nst_lib.cli import options
+
+    def never(*args, **kwargs):
+        raise AssertionError("no network may be made")
+
+    monkeypatch.setattr(options, "model", never)
+    monkeypatch.setattr(training, "train_generator", never)
+    style = image_file()
+    status = cli.main(["train-generator", "--style", str(style), "--content", str(style), "--checkpoint",
+                       str(tmp_path / "c.pt"), *sizes])
+    error = capsys.readouterr().err
+    assert status == 2 and error.startswith(message) and len(error.strip().splitlines()) == 1, error
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_stylizing_is_refused_when_it_would_not_fit_in_memory(random_vgg, tmp_path, image_file, capsys, monkeypatch):
+    from nst_lib import cli
+    from nst_lib.generator import stylize_bytes
+
+    checkpoint = tmp_path / "style.pt"
+    train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=checkpoint, **tiny(1))
+    monkeypatch.setattr(sizing, "free_memory", lambda device: (2**20, 2**30))
+    output = tmp_path / "out.png"
+    status = cli.main(["stylize", "--checkpoint", str(checkpoint), "--content", str(image_file()), "--size", "512",
+                       "-o", str(output)])
+    needed = stylize_bytes(8, 1, (512, 512)) / 2**30
+    assert status == 2 and capsys.readouterr().err == (
+        f"error: Stylizing at 512 px with a generator of 8 channels needs about {needed:.1f} GiB of memory, and this "
+        "machine has 0.0 GiB free (of 1.0 GiB): use a smaller --size.\n")
+    assert not output.exists()
+
+
+def test_a_checkpoint_that_is_a_folder_is_named_so(tmp_path, image_file, capsys):
+    from nst_lib import cli
+
+    folder = tmp_path / "generators"
+    folder.mkdir()
+    status = cli.main(["stylize", "--checkpoint", str(folder), "--content", str(image_file()), "-o",
+                       str(tmp_path / "out.png")])
+    assert status == 2 and capsys.readouterr().err == (
+        f"error: {folder} is a folder: give the path of a checkpoint file in it (a .pt file written by "
+        "train-generator).\n")
+
+
+@pytest.mark.parametrize("named", ["kodak-held-out", "held-out"])
+def test_training_on_the_held_out_photographs_is_warned_against(tmp_path, image_file, capsys, monkeypatch, named):
+    from nst_lib import cli
+
+    def stop(*args, **kwargs):
+        raise ValueError("stopped before the training, as this test asks")
+
+    monkeypatch.setattr(training, "train_generator", stop)
+    monkeypatch.setattr("nst_lib.images.load_image", lambda *args, **kwargs: blobs())  # no need for the photographs
+    status = cli.main(["train-generator", "--style", str(image_file()), "--content-set", named, "--checkpoint",
+                       str(tmp_path / "c.pt"), *CLI_TINY])
+    error = capsys.readouterr().err
+    assert status == 2 and error.startswith(
+        f"warning: the photographs of {named} are kept out of every generator's training, to judge generators on "
+        "pictures they never saw (the report does): train on kodak-train to keep that judgement fair.\n"), error
+    assert cli.main(["train-generator", "--style", str(image_file()), "--content-set", "kodak-train", "--checkpoint",
+                     str(tmp_path / "c.pt"), *CLI_TINY]) == 2
+    assert "warning" not in capsys.readouterr().err

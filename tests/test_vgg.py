@@ -1,4 +1,5 @@
 import importlib.resources
+import re
 import urllib.error
 
 import pytest
@@ -184,3 +185,24 @@ def test_every_tensor_of_a_weights_file_is_checked_before_use(tmp_path):
 def test_a_weights_argument_of_the_wrong_type_is_one_sentence(weights):
     with pytest.raises(WeightsError, match="weights must be 'oxford', 'torchvision', 'random' or the path of a"):
         VGG19(weights=weights)
+
+
+def test_a_weights_file_is_checked_now_and_named_by_its_absolute_path(tmp_path, monkeypatch):
+    from nst_lib.vgg import WeightsError, weights_source
+
+    monkeypatch.chdir(tmp_path)
+    torch.save(vgg_state_dict(), tmp_path / "my_vgg.pt")
+    (tmp_path / "notes.pt").write_text("not weights")
+    (tmp_path / "weights").mkdir()
+    assert weights_source("random") == "random" and weights_source("oxford") == "oxford"
+    # Another process (a report's notebook kernel, a cluster's worker) works in another folder.
+    assert weights_source("my_vgg.pt") == str(tmp_path / "my_vgg.pt")
+    for weights, message in [
+        ("missing.pt", f"The VGG-19 weights file missing.pt does not exist (looked for in {tmp_path}): give an "
+                       "existing state_dict file, or one of 'oxford', 'torchvision', 'random'."),
+        ("weights", "The VGG-19 weights weights are a folder: give the path of a state_dict file in it."),
+        ("notes.pt", "Cannot read VGG-19 weights from notes.pt: it is not a plain state_dict"),
+        ("oxfrod", "Unknown VGG-19 weights 'oxfrod': use 'oxford', 'torchvision', 'random'"),
+    ]:
+        with pytest.raises(WeightsError, match=re.escape(message)):
+            weights_source(weights)

@@ -34,3 +34,12 @@ def test_style_at_interpolates_in_log_log_and_says_none_outside_the_curve():
     assert style_at(list(reversed(points)), 1.0) == pytest.approx(0.01)
     assert style_at(points, 2.0) is None and style_at(points, 0.05) is None
     assert style_at([(0.0, 0.5)], 0.1) is None
+
+
+def test_style_errors_give_each_scale_its_own_error_and_their_mean_is_the_style_error():
+    content, style = blobs(48, 64), stripes(48, 64)
+    measure = Yardstick("random", content, style)
+    noise = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(0))
+    errors = measure.style_errors(noise)
+    assert list(errors) == layers()[1] and all(value > 0 for value in errors.values())
+    assert sum(errors.values()) / len(errors) == pytest.approx(measure(noise)[1], rel=1e-5)

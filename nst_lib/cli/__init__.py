@@ -15,18 +15,23 @@ import argparse
 import contextlib
 import signal
 import sys
+import warnings
 
-from ..assets import AssetError
-from ..files import Terminated, WriteError, terminate_as_interrupt
-from ..images import ImageError
-from ..vgg import LAYER_NAMES, WeightsError
+from ..files import USER_ERRORS, Terminated, terminate_as_interrupt
+from ..vgg import LAYER_NAMES
 from . import generators, report, sweep, transfer
 
-USER_ERRORS = (AssetError, ImageError, WeightsError, WriteError, ValueError, FileNotFoundError)
+
+class Parser(argparse.ArgumentParser):
+    """Refuses a malformed command line in one sentence (the option and what is wrong with it), as every
+    other user error, instead of argparse's usage lines; each subcommand's parser is one of these too."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} ({self.prog} --help lists the options).\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nst",
         description="Neural style transfer after Gatys et al. (2016), with a VGG-19 that works offline.",
         epilog=f"Layer names: {', '.join(n for n in LAYER_NAMES if n.startswith('conv'))} (and relu/pool).",
@@ -40,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with terminate_as_interrupt():
+        with terminate_as_interrupt(), warnings.catch_warnings():
+            warnings.showwarning = _say_warning
             args.handler(args)
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
@@ -49,6 +55,12 @@ def main(argv=None) -> int:
         say_interrupted(stop, args)
         return 143 if _by_sigterm(stop) else 130
     return 0
+
+
+def _say_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning (an image stretched, or enlarged many times) as one line on stderr, as errors are said."""
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()
 
 
 def run() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -67,12 +68,11 @@ def register(commands) -> None:
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
-    from ..generator import UPSAMPLINGS
-    from ..training import SCHEDULES, Recipe
+    from ..generator import MAX_BATCH, MAX_CHANNELS, MAX_RESIDUAL_BLOCKS, SCHEDULES, UPSAMPLINGS, Recipe
 
     recipe = Recipe()
     parser.add_argument("--steps", type=int, default=recipe.steps, help="Adam steps")
-    parser.add_argument("--batch", type=int, default=recipe.batch, help="crops per step")
+    parser.add_argument("--batch", type=int, default=recipe.batch, help=f"crops per step (1-{MAX_BATCH})")
     parser.add_argument(
         "--crop-size",
         type=int,
@@ -102,16 +102,18 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=recipe.warmup,
                         help="first steps on the content loss alone, before the style is added")
     parser.add_argument("--seed", type=int, default=recipe.seed, help="seed of the network, crops and noise")
-    parser.add_argument("--channels", type=int, default=recipe.channels, help="width of the network's first layer")
-    parser.add_argument("--residual-blocks", type=int, default=recipe.residual_blocks, help="residual blocks")
+    parser.add_argument("--channels", type=int, default=recipe.channels,
+                        help=f"width of the network's first layer (1-{MAX_CHANNELS})")
+    parser.add_argument("--residual-blocks", type=int, default=recipe.residual_blocks,
+                        help=f"residual blocks (0-{MAX_RESIDUAL_BLOCKS})")
     parser.add_argument("--upsample", choices=UPSAMPLINGS, default=recipe.upsample,
                         help="how the network resizes before each upsampling convolution")
     parser.add_argument("--checkpoint-every", type=int, default=profiles.CHECKPOINT_EVERY, help="save every K steps")
 
 
 def _recipe(args: argparse.Namespace):
+    from ..generator import Recipe
     from ..images import check_size
-    from ..training import Recipe
 
     check_size(args.crop_size, "--crop-size")
 
@@ -148,8 +150,13 @@ def _content_sources(args: argparse.Namespace) -> list:
     if args.texture:
         return []
     sources = list(args.content or [])
+    judged = set(image_set(profiles.GENERATOR_HELD_OUT_SET))
     for name in args.content_set or []:
         sources += image_set(name)
+        if set(image_set(name)) <= judged:
+            print(f"warning: the photographs of {name} are kept out of every generator's training, to judge "
+                  f"generators on pictures they never saw (the report does): train on {profiles.GENERATOR_TRAINING_SET}"
+                  " to keep that judgement fair.", file=sys.stderr)
     if args.content_dir is not None:
         sources += image_files_in(args.content_dir)
     return sources or image_set(profiles.GENERATOR_TRAINING_SET)
@@ -157,15 +164,18 @@ def _content_sources(args: argparse.Namespace) -> list:
 
 def _train(args: argparse.Namespace) -> None:
     from .. import training
+    from ..checkpoints import check_checkpoint_path, load_checkpoint
     from ..images import check_size, load_image
+    from ..vgg import pick_device
 
-    training.check_checkpoint_path(args.checkpoint, args.resume)
-    before = training.load_checkpoint(args.checkpoint).step if args.resume else None
+    check_checkpoint_path(args.checkpoint, args.resume)
+    before = load_checkpoint(args.checkpoint).step if args.resume else None
     check_size(args.image_size, "--image-size")
     sources = _content_sources(args)
     recipe = _recipe(args)
     loss = options.loss_spec(args, content=not args.texture)
     recipe.check_crops(loss)
+    recipe.check_memory(loss, pick_device(args.device))  # before the networks are made or the images loaded
     model = options.model(args)
     styles = [load_image(style, args.image_size) for style in args.style]
     contents = [load_image(source, args.image_size) for source in sources]
@@ -196,7 +206,7 @@ def _train(args: argparse.Namespace) -> None:
 
 def _interrupted(checkpoint: Path, before: int | None) -> str:
     """What an interrupted training left in ``checkpoint`` (which held step ``before``, or did not exist)."""
-    from ..training import load_checkpoint
+    from ..checkpoints import load_checkpoint
 
     after = load_checkpoint(checkpoint).step if checkpoint.is_file() else None
     if after is None:
@@ -220,8 +230,9 @@ def _shipped_names() -> str:
 
 
 def _stylize(args: argparse.Namespace) -> None:
-    from ..generator import seeded_noise, stylize
+    from ..generator import seeded_noise, stylize, stylize_bytes
     from ..images import check_size, load_image, save_image
+    from ..sizing import check_memory
     from ..vgg import pick_device
 
     if args.texture and args.checkpoint is not None:
@@ -231,6 +242,8 @@ def _stylize(args: argparse.Namespace) -> None:
     check_size(args.size, "--size")
     device = pick_device(args.device)
     network, mode, what = _generator(args, device)
+    check_memory(stylize_bytes(network.channels, network.residual_blocks, (args.size, args.size)), device,
+                 f"Stylizing at {args.size} px with a generator of {network.channels} channels", "use a smaller --size")
     if mode == "texture":
         if args.content is not None:
             raise ValueError(f"{what} is a texture generator: it takes no --content; give --size and --seed.")
@@ -250,7 +263,7 @@ def _stylize(args: argparse.Namespace) -> None:
 def _generator(args: argparse.Namespace, device):
     """(network, mode, a few words on where it came from) for --checkpoint or --style [--texture]."""
     if args.checkpoint is not None:
-        from ..training import load_checkpoint
+        from ..checkpoints import load_checkpoint
 
         trained = load_checkpoint(args.checkpoint, device)
         return trained.generator, trained.mode, f"{args.checkpoint}, trained {trained.step} steps"

@@ -48,10 +48,23 @@ class ListOption(argparse.Action):
 
 
 def add_list(parser, *flags, default=None, kind=names, **options) -> None:
-    """Declare a list option; a list default is shown and parsed as the text one would type."""
+    """Declare a list option; a list default is shown and parsed as the text one would type. A use of the
+    option that names nothing (``--content ,``) is refused rather than read as the option left out."""
     if isinstance(default, (list, tuple)):
         default = ",".join(f"{value:g}" if isinstance(value, float) else str(value) for value in default)
-    parser.add_argument(*flags, action=ListOption, type=kind, default=default, **options)
+    parser.add_argument(*flags, action=ListOption, type=_at_least_one(kind), default=default, **options)
+
+
+def _at_least_one(kind):
+    def parse(text: str) -> list:
+        values = kind(text)
+        if not values:
+            raise argparse.ArgumentTypeError(f"{text!r} names nothing: give one or more values, comma-separated, "
+                                             "or leave the option out")
+        return values
+
+    parse.__name__ = kind.__name__  # what argparse calls the expected type in its own messages
+    return parse
 
 
 def add_loss_options(parser: argparse.ArgumentParser) -> None:
@@ -129,14 +142,15 @@ def model(args):
 
 
 def add_executor_options(parser: argparse.ArgumentParser) -> None:
-    """Where batches of independent optimizations run (see nst_lib.executor)."""
-    from ..executor import EXECUTOR_VARIABLE, EXECUTORS, SCHEDULER_VARIABLE, THREADS_VARIABLE
+    """Where batches of independent optimizations run (see nst_lib.cluster)."""
+    from ..cluster import EXECUTOR_VARIABLE, EXECUTORS, SCHEDULER_VARIABLE, THREADS_VARIABLE
+    from ..sizing import IN_PROCESS_CORES
 
     parser.add_argument(
         "--executor",
         choices=EXECUTORS,
         help="'inprocess': one optimization after another here; 'local': a Dask cluster on this machine, "
-        "workers x threads measured; 'auto': a local cluster above 2 cores or with several GPUs "
+        f"workers x threads measured; 'auto': a local cluster above {IN_PROCESS_CORES} cores or with several GPUs "
         f"(default: ${EXECUTOR_VARIABLE} when set, else auto)",
     )
     parser.add_argument(

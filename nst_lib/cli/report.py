@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..images import MAX_SIZE, MIN_SIZE
-from ..profiles import PROFILES
+from ..profiles import DEFAULT_PROFILE, PROFILES
 from . import options
 
 
@@ -17,10 +17,11 @@ def register(commands) -> None:
         help="run the notebooks with papermill and build the HTML report",
         description="Run the numbered notebooks with papermill and render report/<profile>/index.html "
         "(in the current folder unless --output says otherwise). "
-        "Unchanged sections are reused; the previous report stays until the new one is complete.",
+        "Unchanged sections are reused, and an optimization that this build or an earlier one finished (kept in "
+        "<report>/results) is read back, not run again; the previous report stays until the new one is complete.",
         formatter_class=options.HelpFormatter,
     )
-    parser.add_argument("--profile", choices=list(PROFILES), default="standard", help="sizes and steps")
+    parser.add_argument("--profile", choices=list(PROFILES), default=DEFAULT_PROFILE, help="sizes and steps")
     parser.add_argument("--size", type=int, help=f"override the profile's image size (px, {MIN_SIZE}-{MAX_SIZE})")
     parser.add_argument("--steps", type=int, help="override the profile's evaluations per optimization")
     options.add_weights_option(parser)

@@ -62,20 +62,33 @@ def register(commands) -> None:
     for name, default, what in (("seed", profiles.SEED, "noise seeds"), ("size", profiles.SIZE, "longest sides (px)"),
                                 ("steps", profiles.STEPS, "evaluations per optimization")):
         options.add_list(parser, f"--{name}", kind=integers, default=[default], metavar="N,...", help=what)
-    options.add_list(parser, "--rows", metavar="AXIS,...", help="swept axes down the contact sheet (default: the rest)")
+    options.add_list(parser, "--rows", metavar="AXIS,...",
+                     help="swept axes down the contact sheet; the swept axes named neither here nor in --columns "
+                     "are added to them")
     parser.add_argument("--columns", metavar="AXIS", help="swept axis across (default: the one with most values)")
     parser.add_argument("--output", "-o", required=True, type=Path, help="folder for the sheet, tables and pictures")
+    parser.add_argument("--max-cells", type=int, default=profiles.SWEEP_MAX_CELLS, metavar="N",
+                        help="run a grid of up to N cells; a larger one is refused before any work")
     options.add_model_options(parser)
     options.add_executor_options(parser)
     parser.set_defaults(handler=_sweep)
 
 
-def _sweep(args: argparse.Namespace) -> None:
-    from ..sweep import sweep
+# The options of `nst sweep` that change no picture, hence no cell's key, and why (tests walk every option:
+# each one changes the cells' keys or is named here).
+NOT_IN_PICTURES = {
+    "output": "where the files go",
+    "rows": "the contact sheet's layout",
+    "columns": "the contact sheet's layout",
+    "executor": "where the cells run: pixels follow the threads per optimization, whichever executor runs them",
+    "scheduler": "where the cells run (as --executor)",
+    "max_cells": "how large a grid runs unasked: a refusal before any work, never a different picture",
+}
 
-    if not args.content and not args.style:
-        raise ValueError("Give --content, --style or both.")
-    check_folder(args.output, "--output")
+
+def sweep_arguments(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``sweep.sweep`` that the options give (the output folder and the axes
+    included)."""
     axes = {
         "content": args.content or [None],
         "style": args.style or [None],
@@ -89,18 +102,29 @@ def _sweep(args: argparse.Namespace) -> None:
         "size": args.size,
         "steps": args.steps,
     }
-    result = sweep(
-        args.output,
-        axes,
+    return dict(
+        output=args.output,
+        axes=axes,
         weights=args.weights,
         pooling=args.pooling,
         precision=args.precision,
+        pre_relu=args.pre_relu,
         device=args.device,
         executor=args.executor,
         scheduler=args.scheduler,
         threads=options.check_threads(args),
         rows=args.rows,
         columns=args.columns,
+        max_cells=args.max_cells,
     )
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from ..sweep import sweep
+
+    if not args.content and not args.style:
+        raise ValueError("Give --content, --style or both.")
+    check_folder(args.output, "--output")
+    result = sweep(**sweep_arguments(args))
     if result.failed:
         raise SystemExit(1)

@@ -39,8 +39,8 @@ def register(commands) -> None:
     run.add_argument(
         "--lr",
         type=float,
-        help=f"learning rate, up to {MAX_LEARNING_RATE:g}; above 1, L-BFGS wants --line-search (README, Stability) "
-        "(default: 1 for L-BFGS, 0.02 for Adam)",
+        help=f"learning rate, up to {MAX_LEARNING_RATE:g}; above 1, L-BFGS wants --line-search "
+        "(docs/quality.md, Stability) (default: 1 for L-BFGS, 0.02 for Adam)",
     )
     run.add_argument(
         "--line-search",
