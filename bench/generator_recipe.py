@@ -30,20 +30,18 @@ from pathlib import Path
 
 import torch
 
-from nst_lib import VGG19, LossSpec, load_image
-from nst_lib import heldout
+from nst_lib import VGG19, LossSpec, heldout, load_image, profiles
 from nst_lib.assets import image_set
+from nst_lib.checkpoints import load_checkpoint
 from nst_lib.figures import Table, contact_sheet, save_figure
 from nst_lib.files import atomic_write
-from nst_lib.generator import stylize
-from nst_lib.checkpoints import load_checkpoint
-from nst_lib.generator import Recipe
+from nst_lib.generator import Recipe, stylize
 from nst_lib.training import train_generator
 from nst_lib.vgg import describe_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STYLE = "starry_night"
-SIZE = heldout.SIZE
+SIZE = profiles.SIZE
 # The standard profile's recipe before this study, with 4 crops a step: the baseline of every lever.
 BASE = Recipe(steps=300, batch=4, crop_size=128, lr=1e-3, scales=(0.5, 1.0), schedule="cosine", channels=32,
               residual_blocks=5, warmup=0, upsample="nearest")

@@ -33,7 +33,7 @@ TEXTURE_SEEDS = (0, 1)
 
 def held_out_scores(trained, model, style_name: str, evaluations: int, progress: bool) -> dict:
     """The generator's scores on the held-out photos (or noise seeds), as the package's description holds them."""
-    size = heldout.SIZE
+    size = profiles.SIZE
     style = load_image(style_name, size)
     if trained.mode == "texture":
         judged = LossSpec(content_weight=0.0)

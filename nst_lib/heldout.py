@@ -21,7 +21,6 @@ generator against cached curves costs forward passes only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -31,31 +30,25 @@ from pathlib import Path
 
 import torch
 
-from . import profiles
+from . import keys, profiles
 from .files import atomic_write
 from .generator import Generator, evaluations_to_reach, seeded_noise, stylize
 from .losses import LossSpec
 from .optimize import transfer
 
-# The size the pictures are judged at (longest side, px) and the length of each reference curve.
-SIZE = 256
+# The size the pictures are judged at (longest side, px): profiles.SIZE. The length of each reference curve:
 EVALUATIONS = 100
 CURVE_FORMAT = "nst_lib.curve/1"
 
 
 def curve_key(model, content: torch.Tensor | None, style: torch.Tensor, loss: LossSpec, seed: int) -> str:
     """A digest of everything a reference curve depends on but its length (see the module docstring)."""
-    digest = hashlib.sha256()
-    settings = {
-        "format": CURVE_FORMAT, "loss": loss.to_dict(), "seed": seed,
+    return keys.digest({
+        "format": CURVE_FORMAT, "loss": loss, "seed": seed,
         "weights": model.weights, "pooling": model.pooling, "pre_relu": model.pre_relu,
         "bfloat16": model.uses_bfloat16(model.device), "device": model.device.type,
-    }
-    digest.update(json.dumps(settings, sort_keys=True).encode())
-    for image in ([] if content is None else [content]) + [style]:
-        digest.update(str(tuple(image.shape)).encode())
-        digest.update(image.detach().cpu().float().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:20]
+        "images": keys.images_digest(([] if content is None else [content]) + [style]),
+    })
 
 
 def reference_curve(model, content: torch.Tensor | None, style: torch.Tensor, loss: LossSpec,

@@ -12,7 +12,6 @@ network in float32. ``make generators`` retrains them all (docs/generators.md).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import math
 import os
@@ -21,14 +20,13 @@ from pathlib import Path
 
 import torch
 
-from . import profiles
+from . import keys, profiles
 from .checkpoints import Training
 from .files import atomic_write
 from .generator import Generator, Recipe, seeded_noise, stylize
 
 FOLDER = Path(__file__).resolve().parent / "trained"
 FORMAT = "nst_lib.pretrained/1"
-MODES = ("style", "texture")
 # A description keeps the training's loss history as means over this many steps.
 HISTORY_EVERY = 10
 
@@ -41,10 +39,10 @@ def available(folder: str | os.PathLike = FOLDER) -> list[dict]:
     """Every shipped generator's description (its JSON), sorted by name: "name", "style", "mode" ...;
     what a menu of instant pictures offers."""
     folder = Path(folder)
-    return [describe(path.stem, folder) for path in sorted(folder.glob("*.json"))]
+    return [description(path.stem, folder) for path in sorted(folder.glob("*.json"))]
 
 
-def describe(name: str, folder: str | os.PathLike = FOLDER) -> dict:
+def description(name: str, folder: str | os.PathLike = FOLDER) -> dict:
     """The description of the shipped generator ``name`` (its JSON)."""
     path = Path(folder) / f"{name}.json"
     if not path.is_file():
@@ -80,11 +78,11 @@ def _choices(folder) -> str:
 def load(name: str, device: str | torch.device = "cpu", folder: str | os.PathLike = FOLDER) -> Generator:
     """The shipped generator ``name`` in float32, in eval mode on ``device``, after checking that its
     weights file is the one its description names (sha256)."""
-    info = describe(name, folder)
+    info = description(name, folder)
     path = Path(folder) / f"{name}.pt"
     if not path.is_file():
         raise PretrainedError(f"{path} is missing: reinstall the package, or run `make generators`.")
-    found = sha256(path)
+    found = keys.file_digest(path)
     if found != info["sha256"]:
         raise PretrainedError(
             f"{path} is damaged: its sha256 is {found[:12]}..., its description says {info['sha256'][:12]}...; "
@@ -104,7 +102,7 @@ def _loaded(name: str, device: str) -> Generator:
 def stylize_with(name: str, image: torch.Tensor, device: str | torch.device = "cpu") -> torch.Tensor:
     """The shipped style-transfer generator ``name``'s picture of ``image`` (1, 3, H, W) in [0, 1], on the
     CPU (the network is loaded once per process and device)."""
-    if describe(name)["mode"] != "style":
+    if description(name)["mode"] != "style":
         raise PretrainedError(f"{name} is a texture generator: it takes no picture; use texture_from({name!r}, ...).")
     return stylize(_loaded(name, str(device)), image)
 
@@ -112,17 +110,9 @@ def stylize_with(name: str, image: torch.Tensor, device: str | torch.device = "c
 def texture_from(name: str, shape: Sequence[int], seed: int = profiles.SEED,
                  device: str | torch.device = "cpu") -> torch.Tensor:
     """The shipped texture generator ``name``'s picture of ``shape`` (H, W) from the noise of ``seed``."""
-    if describe(name)["mode"] != "texture":
+    if description(name)["mode"] != "texture":
         raise PretrainedError(f"{name} is a style-transfer generator: give it a picture with stylize_with.")
     return stylize(_loaded(name, str(device)), seeded_noise(shape, seed))
-
-
-def sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _averaged(history: Mapping[str, Sequence[float]], every: int) -> dict[str, list[float]]:
@@ -155,7 +145,7 @@ def export(training: Training, name: str, style: str, *, training_photos: Sequen
         "training_photos": list(training_photos),
         "vgg": {key: config[key] for key in ("vgg_weights", "pooling", "pre_relu", "precision")},
         "training_seconds": training.seconds, "training_cpu_seconds": training.cpu_seconds,
-        "sha256": sha256(path), "held_out": dict(held_out),
+        "sha256": keys.file_digest(path), "held_out": dict(held_out),
         "history_every": HISTORY_EVERY, "history": _averaged(training.history, HISTORY_EVERY),
     }
     with atomic_write(folder / f"{name}.json", "w") as handle:

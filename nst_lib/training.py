@@ -116,18 +116,7 @@ def train_generator(
     recipe.check_memory(loss, model.device)  # before the network is made
     bfloat16 = model.uses_bfloat16(model.device)  # the generator runs in the precision the VGG-19 runs in
     contents = [_at_least(image, recipe.crop_size) for image in contents]
-    config = {
-        "mode": mode,
-        "recipe": asdict(recipe),
-        "loss": loss.to_dict(),
-        "vgg_weights": model.weights,
-        "pooling": model.pooling,
-        "pre_relu": model.pre_relu,
-        "vgg_digest": weights_digest(model.settings["weights"], model.settings["seed"]),
-        "images": images_digest([*styles, *contents]),
-        "content_images": len(contents),
-        "precision": "bfloat16" if bfloat16 else "float32",
-    }
+    config = _config(mode, recipe, loss, model, [*styles, *contents], len(contents), bfloat16)
     state, optimizer, rng = _start(config, model.device, checkpoint, resume)
     objective = PerceptualLoss(loss, model, None, styles)
     # The warm-up's loss reads the content layers only: no style term to compute and throw away.
@@ -145,9 +134,7 @@ def train_generator(
                 step=state.step, lr=lr, bfloat16=bfloat16,
             )
             state.step += 1
-            for name in objective.spec.weights():
-                state.history.setdefault(name, []).append(float(terms[name].detach()) if name in terms else math.nan)
-            state.history.setdefault("total", []).append(float(total.detach()))
+            _record(state.history, objective.spec.weights(), terms, total)
             state.seconds = seconds_before + time.perf_counter() - started
             state.cpu_seconds = cpu_before + time.process_time() - cpu_started
             bar.update(1)
@@ -161,6 +148,31 @@ def train_generator(
         bar.close()
         state.generator.eval()
     return state
+
+
+def _config(mode: str, recipe: Recipe, loss: LossSpec, model: VGG19, images: list[torch.Tensor], contents: int,
+            bfloat16: bool) -> dict:
+    """Every setting that shapes a training, as its checkpoint keeps it (a resume must match it)."""
+    return {
+        "mode": mode,
+        "recipe": asdict(recipe),
+        "loss": loss.to_dict(),
+        "vgg_weights": model.weights,
+        "pooling": model.pooling,
+        "pre_relu": model.pre_relu,
+        "vgg_digest": weights_digest(model.settings["weights"], model.settings["seed"]),
+        "images": images_digest(images),
+        "content_images": contents,
+        "precision": "bfloat16" if bfloat16 else "float32",
+    }
+
+
+def _record(history: dict[str, list[float]], names, terms: dict, total: torch.Tensor) -> None:
+    """Append one step's loss terms (NaN for a term the step did not compute: the style during the warm-up)
+    and its total to ``history``."""
+    for name in names:
+        history.setdefault(name, []).append(float(terms[name].detach()) if name in terms else math.nan)
+    history.setdefault("total", []).append(float(total.detach()))
 
 
 def _inputs(contents: list[torch.Tensor], recipe: Recipe, rng: torch.Generator) -> torch.Tensor:

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from conftest import blobs, stripes
-from nst_lib import pretrained
-from nst_lib.generator import stylize
+from nst_lib import keys, pretrained
+from nst_lib.generator import Recipe, stylize
 from nst_lib.losses import LossSpec
-from nst_lib.generator import Recipe
 from nst_lib.training import train_generator
 
 TINY_LOSS = LossSpec(content_layers=("conv2_1",), style_layers=("conv1_1", "conv2_1"))
@@ -33,10 +32,10 @@ def test_an_exported_generator_is_listed_described_and_loads_as_trained(shelf):
     folder, style, _ = shelf
     assert [(i["name"], i["style"], i["mode"]) for i in pretrained.available(folder)] == [
         ("stripes", "stripes", "style"), ("stripes_texture", "stripes", "texture")]
-    info = pretrained.describe("stripes", folder)
+    info = pretrained.description("stripes", folder)
     assert info["steps"] == 2 and info["training_photos"] == ["blobs"] and info["held_out"]["photos"][0]["budget"] == 3
     assert Recipe(**info["recipe"]) == TINY and LossSpec.from_dict(info["loss"]) == TINY_LOSS
-    assert info["sha256"] == pretrained.sha256(folder / "stripes.pt")
+    assert info["sha256"] == keys.file_digest(folder / "stripes.pt")
     loaded = pretrained.load("stripes", folder=folder)
     assert all(value.dtype == torch.float32 for value in loaded.state_dict().values())
     content = blobs(40, 40)
@@ -70,10 +69,10 @@ def test_a_damaged_or_missing_generator_is_one_sentence(shelf, tmp_path):
         pretrained.load("stripes", folder=tmp_path)
     (tmp_path / "stripes.json").write_text("{ not json")
     with pytest.raises(pretrained.PretrainedError, match="cannot be read as JSON"):
-        pretrained.describe("stripes", folder=tmp_path)
+        pretrained.description("stripes", folder=tmp_path)
     (tmp_path / "stripes.json").write_text(json.dumps({"name": "stripes"}))
     with pytest.raises(pretrained.PretrainedError, match="is not a shipped generator's description"):
-        pretrained.describe("stripes", folder=tmp_path)
+        pretrained.description("stripes", folder=tmp_path)
 
 
 def test_the_shipped_generators_are_the_three_promised():
@@ -84,7 +83,7 @@ def test_the_shipped_generators_are_the_three_promised():
 def test_each_shipped_generator_loads_matches_its_checksum_and_draws(key):
     info = SHIPPED[key]
     path = pretrained.FOLDER / f"{info['name']}.pt"
-    assert path.stat().st_size < 8 * 2**20 and pretrained.sha256(path) == info["sha256"]
+    assert path.stat().st_size < 8 * 2**20 and keys.file_digest(path) == info["sha256"]
     assert info["steps"] == Recipe(**info["recipe"]).steps and info["held_out"]["photos"]
     if info["mode"] == "style":
         picture = pretrained.stylize_with(info["name"], blobs(48, 64))

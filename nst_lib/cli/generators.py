@@ -270,5 +270,5 @@ def _generator(args: argparse.Namespace, device):
     from .. import pretrained
 
     name = pretrained.find(args.style, texture=args.texture)
-    info = pretrained.describe(name)
+    info = pretrained.description(name)
     return pretrained.load(name, device), info["mode"], f"the shipped generator {name}, trained {info['steps']} steps"
