@@ -19,7 +19,7 @@ ALBUM ?=
 NST_ASSET_MIRROR ?= $(abspath $(wildcard ../shared/assets))
 export NST_ASSET_MIRROR
 
-.PHONY: setup browser report test notebooks bench bench-quality clean
+.PHONY: setup browser report test notebooks bench bench-quality generators clean
 
 setup: $(STAMP)
 
@@ -64,6 +64,29 @@ bench: setup
 # QUALITY_ARGS: any other options of bench/quality.py, e.g. QUALITY_ARGS="--size 128 --resume").
 bench-quality: setup
 	$(BIN)/python bench/quality.py $(if $(QUICK),--quick) $(QUALITY_ARGS)
+
+# The generators shipped in nst_lib/trained (docs/generators.md), retrained with the same commands: each
+# `nst train-generator` with the package's recipe at the budget below (hours on a CPU; one torch thread, as on a
+# shared machine), resumed from its checkpoint in build/generators/ when one is there, then scored on the held-out
+# photos and written into the package by bench/ship_generator.py.
+GENERATOR_STEPS ?= 6000
+TEXTURE_STEPS ?= 4000
+GENERATOR_IMAGE_SIZE ?= 256
+GENERATOR_OPTIONS ?= --batch 3 --crop-size 160
+TEXTURE_OPTIONS ?= --batch 1 --crop-size 256
+TRAINED := build/generators
+define train_and_ship
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/nst train-generator --style $(2) $(3) \
+	  --image-size $(GENERATOR_IMAGE_SIZE) --checkpoint $(TRAINED)/$(1).pt $$(test -f $(TRAINED)/$(1).pt && echo --resume)
+	$(BIN)/python bench/ship_generator.py --checkpoint $(TRAINED)/$(1).pt --name $(1) --style $(2) \
+	  --image-size $(GENERATOR_IMAGE_SIZE)
+endef
+
+generators: setup
+	@mkdir -p $(TRAINED)
+	$(call train_and_ship,starry_night,starry_night,--steps $(GENERATOR_STEPS) $(GENERATOR_OPTIONS))
+	$(call train_and_ship,frida_kahlo,frida_kahlo,--steps $(GENERATOR_STEPS) $(GENERATOR_OPTIONS))
+	$(call train_and_ship,starry_night_texture,starry_night,--texture --steps $(TEXTURE_STEPS) $(TEXTURE_OPTIONS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -23,7 +23,8 @@ from nst_lib.vgg import describe_device
 PROBE = """
 import json, sys, torch
 from nst_lib.generator import Generator, stylize
-from nst_lib.training import Recipe, train_generator
+from nst_lib.generator import Recipe
+from nst_lib.training import train_generator
 from nst_lib.vgg import VGG19
 
 def memory(field):
@@ -57,7 +58,7 @@ QUICK = [("train", "float32", 8, 1, 1, 32), ("stylize", "float32", 8, 1, 1, 64)]
 def estimate(mode: str, channels: int, blocks: int, batch: int, size: int) -> int:
     from nst_lib.generator import stylize_bytes
     from nst_lib.losses import LossSpec
-    from nst_lib.training import Recipe
+    from nst_lib.generator import Recipe
 
     if mode == "train":
         recipe = Recipe(batch=batch, crop_size=size, channels=channels, residual_blocks=blocks)

@@ -25,7 +25,7 @@ from .losses import LossSpec
 
 CHECKPOINT_FORMAT = "nst_lib.generator/2"
 # What checkpoints written before these recipe fields existed were trained with.
-LEGACY_RECIPE = {"scales": (1.0, 1.0), "schedule": "constant"}
+LEGACY_RECIPE = {"scales": (1.0, 1.0), "schedule": "constant", "warmup": 0, "upsample": "nearest"}
 
 
 class CheckpointError(ValueError):
@@ -40,7 +40,9 @@ class Training:
     shaped it: "mode" ("style" or "texture"), "recipe", "loss", the VGG-19
     and a digest of the images. ``step``: Adam steps taken. ``history``: per
     step, each loss term (mean over the batch, unweighted) and the weighted
-    ``total``. ``seconds``: training time over all sessions.
+    ``total`` of the loss trained on (during the warm-up, the content term
+    alone: the style term is NaN). ``seconds``: training time over all
+    sessions; ``cpu_seconds``: the process's CPU time over them (all threads).
     """
 
     generator: Generator
@@ -48,6 +50,7 @@ class Training:
     step: int
     history: dict[str, list[float]]
     seconds: float
+    cpu_seconds: float = 0.0
     optimizer_state: dict | None = field(default=None, repr=False)
     rng_state: torch.Tensor | None = field(default=None, repr=False)
 
@@ -65,8 +68,8 @@ class Training:
 
     @property
     def loss_fell(self) -> bool:
-        """Whether the last steps' mean total loss is below the first steps'."""
-        total = self.history.get("total", [])
+        """Whether the last steps' mean total loss is below the first steps' (after the warm-up)."""
+        total = self.history.get("total", [])[self.recipe.warmup :]
         window = max(1, len(total) // 10)
         return len(total) > 1 and sum(total[-window:]) < sum(total[:window])
 
@@ -105,6 +108,7 @@ def save_checkpoint(
         "config": training.config,
         "step": training.step,
         "seconds": training.seconds,
+        "cpu_seconds": training.cpu_seconds,
         "history": training.history,
         "generator": {name: value.detach().cpu() for name, value in training.generator.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else training.optimizer_state,
@@ -126,6 +130,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         step=state["step"],
         history=state["history"],
         seconds=state["seconds"],
+        cpu_seconds=state.get("cpu_seconds", 0.0),
         optimizer_state=state["optimizer"],
         rng_state=state["rng"],
     )
@@ -176,6 +181,9 @@ def _checkpoint_problem(state: dict) -> str | None:
         return f"its step is {step!r}, not a whole number"
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
         return f"its training time is {seconds!r}, not a number of seconds"
+    cpu_seconds = state.get("cpu_seconds", 0.0)
+    if isinstance(cpu_seconds, bool) or not isinstance(cpu_seconds, (int, float)) or not 0 <= cpu_seconds < math.inf:
+        return f"its CPU time is {cpu_seconds!r}, not a number of seconds"
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
         return "its loss history is not a table of lists"
     if state["optimizer"] is not None and not isinstance(state["optimizer"], dict):
@@ -192,7 +200,7 @@ def _generator_problem(tensors, recipe: Recipe) -> str | None:
     if recipe.residual_blocks > len(tensors):  # each block has tensors: no need to build an absurd network
         return f"its recipe's {recipe.residual_blocks} residual blocks do not match its {len(tensors)} tensors"
     with torch.device("meta"):  # shapes only, no memory, whatever sizes the recipe claims
-        network = Generator(recipe.channels, recipe.residual_blocks)
+        network = recipe.network()
     expected = {name: tuple(value.shape) for name, value in network.state_dict().items()}
     odd = set(expected) ^ set(tensors)
     if odd:
@@ -235,7 +243,8 @@ def resumed(path: Path, config: dict, network: Generator, optimizer, rng: torch.
         raise CheckpointError(
             f"{path} cannot be resumed: its optimizer or random-number state is missing or damaged."
         ) from None
-    return Training(network, config, step=state["step"], history=state["history"], seconds=state["seconds"])
+    return Training(network, config, step=state["step"], history=state["history"], seconds=state["seconds"],
+                    cpu_seconds=state.get("cpu_seconds", 0.0))
 
 
 def _settings(config: dict) -> dict:

@@ -107,11 +107,13 @@ def loss_curves(
     title: str | None = None,
     xlabel: str = "evaluation",
     marks: Mapping[str, Sequence[int]] | None = None,
+    every: Mapping[str, int] | None = None,
 ):
     """One panel per loss term, one line per run, log scale, against evaluations (or ``xlabel``).
 
     ``marks``: per run label, evaluations to mark with a dashed vertical line in that run's colour
-    (rollbacks, restarts).
+    (rollbacks, restarts). ``every``: per run label, how many evaluations each of its values stands
+    for (a history kept as means over windows); 1 when not given. NaN values leave a gap.
     """
     terms = [t for t in terms if any(t in h for h in histories.values())]
     if not terms:
@@ -120,7 +122,9 @@ def loss_curves(
     for axis, term in zip(axes[0], terms):
         for label, history in histories.items():
             if term in history:
-                (line,) = axis.plot(range(1, len(history[term]) + 1), history[term], label=literal(label))
+                step = (every or {}).get(label, 1)
+                values = history[term]
+                (line,) = axis.plot(range(step, step * len(values) + 1, step), values, label=literal(label))
                 for evaluation in (marks or {}).get(label, ()):
                     axis.axvline(evaluation, color=line.get_color(), linestyle="--", linewidth=0.8, alpha=0.8)
         axis.set_yscale("log")
@@ -136,21 +140,27 @@ def loss_curves(
 
 def equivalence_curves(
     totals: Mapping[str, Sequence[float]],
-    levels: Mapping[str, float],
+    levels: Mapping[str, float | Mapping[str, float]],
     *,
     title: str | None = None,
     level_label: str = "generator",
 ):
     """Per run, the best total loss so far against evaluations (log scale), with a dashed line at
-    that run's ``levels[label]`` and a dot where the curve first reaches it."""
+    that run's ``levels[label]`` and a dot where the curve first reaches it. A run's level may be
+    several, {name: level} (several generators on one photo): each in a line style of its own,
+    named in the legend."""
     figure, axis = plt.subplots(figsize=(6.4, 3.8))
+    styles = ["--", ":", "-."]
     for index, (label, values) in enumerate(totals.items()):
         best = [min(values[: i + 1]) for i in range(len(values))]
         colour = f"C{index % 10}"
         axis.plot(range(1, len(best) + 1), best, color=colour, label=literal(label))
-        if label in levels:
-            level = levels[label]
-            axis.axhline(level, color=colour, linestyle="--", linewidth=0.8)
+        marks = levels.get(label)
+        marks = marks if isinstance(marks, Mapping) else ({} if marks is None else {None: marks})
+        for number, (name, level) in enumerate(marks.items()):
+            style = styles[number % len(styles)]
+            axis.axhline(level, color=colour, linestyle=style, linewidth=0.8,
+                         label=None if name is None else literal(f"{label}: {name}"))
             reached = next((i for i, value in enumerate(best) if value <= level), None)
             if reached is not None:
                 axis.plot([reached + 1], [level], "o", color=colour)

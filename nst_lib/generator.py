@@ -35,6 +35,8 @@ from .vgg import fast_bfloat16, min_image_side
 
 # The network downsamples twice by 2: sides are padded to a multiple of this.
 STRIDE = 4
+# How the network doubles its resolution before each upsampling convolution.
+UPSAMPLINGS = ("nearest", "bilinear")
 # Bounds on the network's size, as images.MAX_SIZE bounds an image's (Johnson et al.: 32 channels, 5 blocks).
 MAX_CHANNELS = 128
 MAX_RESIDUAL_BLOCKS = 32
@@ -54,8 +56,10 @@ def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> 
     return nn.Sequential(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(in_channels, out_channels, kernel, stride))
 
 
-def _conv_norm_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1, upsample: bool = False):
-    layers = [nn.Upsample(scale_factor=2, mode="nearest")] if upsample else []
+def _conv_norm_relu(in_channels: int, out_channels: int, kernel: int, stride: int = 1, upsample: str | None = None):
+    layers = []
+    if upsample:
+        layers.append(nn.Upsample(scale_factor=2, mode=upsample, **({} if upsample == "nearest" else {"align_corners": False})))
     layers += [
         _conv(in_channels, out_channels, kernel, stride),
         nn.InstanceNorm2d(out_channels, affine=True),
@@ -84,20 +88,24 @@ class Generator(nn.Module):
 
     ``channels``: width of the first layer (Johnson et al.: 32), doubled at
     each of the two downsamplings. ``residual_blocks``: at the lowest
-    resolution (Johnson et al.: 5).
+    resolution (Johnson et al.: 5). ``upsample``: how each of the two
+    upsamplings resizes before its convolution, "nearest" or "bilinear".
     """
 
-    def __init__(self, channels: int = profiles.GENERATOR_CHANNELS, residual_blocks: int = profiles.RESIDUAL_BLOCKS):
+    def __init__(self, channels: int = profiles.GENERATOR_CHANNELS, residual_blocks: int = profiles.RESIDUAL_BLOCKS,
+                 upsample: str = profiles.GENERATOR_UPSAMPLE):
         super().__init__()
+        if upsample not in UPSAMPLINGS:
+            raise ValueError(f"Unknown upsampling {upsample!r}: choose {' or '.join(UPSAMPLINGS)}.")
         c = channels
-        self.channels, self.residual_blocks = channels, residual_blocks
+        self.channels, self.residual_blocks, self.upsample = channels, residual_blocks, upsample
         self.layers = nn.Sequential(
             _conv_norm_relu(3, c, 9),
             _conv_norm_relu(c, 2 * c, 3, stride=2),
             _conv_norm_relu(2 * c, 4 * c, 3, stride=2),
             *[ResidualBlock(4 * c) for _ in range(residual_blocks)],
-            _conv_norm_relu(4 * c, 2 * c, 3, upsample=True),
-            _conv_norm_relu(2 * c, c, 3, upsample=True),
+            _conv_norm_relu(4 * c, 2 * c, 3, upsample=upsample),
+            _conv_norm_relu(2 * c, c, 3, upsample=upsample),
             _conv(c, 3, 9),
         )
 
@@ -217,7 +225,10 @@ class Recipe:
 
     ``steps`` counts Adam steps, each over ``batch`` square crops of
     ``crop_size`` px; ``seed`` fixes the network's first weights, the crops and
-    the noise. Defaults are the ``full`` profile's, after Johnson et al.
+    the noise. ``warmup``: the first steps train on the content loss alone (the
+    network learns to give the photograph back) before the style is added.
+    ``upsample``: see ``Generator``. Defaults are the ``full`` profile's, after
+    Johnson et al.
     """
 
     steps: int = _FULL.generator_steps
@@ -229,6 +240,8 @@ class Recipe:
     residual_blocks: int = profiles.RESIDUAL_BLOCKS
     scales: tuple[float, float] = profiles.GENERATOR_SCALES
     schedule: str = profiles.GENERATOR_SCHEDULE
+    warmup: int = profiles.GENERATOR_WARMUP
+    upsample: str = profiles.GENERATOR_UPSAMPLE
 
     def __post_init__(self):
         check_steps(self.steps, "steps")
@@ -245,10 +258,15 @@ class Recipe:
         object.__setattr__(self, "scales", _checked_scales(self.scales))
         if self.schedule not in SCHEDULES:
             raise ValueError(f"Unknown learning-rate schedule {self.schedule!r}: choose {' or '.join(SCHEDULES)}.")
+        warmup = self.warmup
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup < self.steps:
+            raise ValueError(f"warmup must be a whole number from 0 to fewer than the {self.steps} steps, got {warmup!r}.")
+        if self.upsample not in UPSAMPLINGS:
+            raise ValueError(f"Unknown upsampling {self.upsample!r}: choose {' or '.join(UPSAMPLINGS)}.")
 
     def network(self) -> Generator:
         """A generator of this recipe's shape (its first weights from torch's global random state)."""
-        return Generator(self.channels, self.residual_blocks)
+        return Generator(self.channels, self.residual_blocks, self.upsample)
 
     def lr_at(self, step: int) -> float:
         """Adam's learning rate for step ``step`` (0-based): ``lr`` throughout, or from ``lr`` down

@@ -50,6 +50,13 @@ RESIDUAL_BLOCKS = 5
 GENERATOR_LR = 1e-3
 GENERATOR_SCALES = (0.5, 1.0)  # each training crop shows its photo at a scale drawn from this range
 GENERATOR_SCHEDULE = "cosine"  # Adam's learning rate decays from GENERATOR_LR along half a cosine
+GENERATOR_UPSAMPLE = "bilinear"  # resize before each upsampling convolution: "nearest" or "bilinear"
+GENERATOR_WARMUP = 0  # Adam steps on the content loss alone before the style is added
+# The loss generators train on (judged, like every picture, under the default loss above).
+GENERATOR_STYLE_WEIGHT = STYLE_WEIGHT
+GENERATOR_TV_WEIGHT = 10.0  # smooths away the fine lattice that generators otherwise lay over every picture
+# L-BFGS evaluations of the report's reference curves on held-out photos (at most; past Johnson et al.'s 50).
+GENERATOR_CURVE_STEPS = 60
 CHECKPOINT_EVERY = 100
 # The named set of photographs (assets/manifest.json) that generators train on when given none;
 # "held-out" names the photographs that no generator trains on.

@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -35,6 +35,12 @@ from .keys import images_digest, weights_digest
 from .losses import LossSpec, PerceptualLoss
 from .optimize import check_steps, check_styles, progress_bar
 from .vgg import VGG19
+
+
+def generator_loss(**changes) -> LossSpec:
+    """The loss generators train on by default: ``LossSpec()`` with the generators' style and total
+    variation weights (``profiles``), and any ``changes``."""
+    return LossSpec(style_weight=profiles.GENERATOR_STYLE_WEIGHT, tv_weight=profiles.GENERATOR_TV_WEIGHT, **changes)
 
 
 def random_crops(
@@ -80,8 +86,9 @@ def train_generator(
     resume: bool = False,
     progress: bool | str = True,
     description: str = "training",
+    callback: Callable[[Training], None] | None = None,
 ) -> Training:
-    """Train a generator with Adam on ``loss`` (default ``LossSpec()``, as ``transfer``).
+    """Train a generator with Adam on ``loss`` (default ``generator_loss()``).
 
     With ``contents`` (images (1, 3, H, W) in [0, 1]), a style-transfer
     generator: it learns ``G(crop)`` for random crops of them, against each
@@ -93,7 +100,8 @@ def train_generator(
     and at the end (atomically). ``resume``: continue from that checkpoint,
     which must come from the same settings and images (only the recipe's
     ``steps`` may grow); without it an existing checkpoint is an error rather
-    than overwritten.
+    than overwritten. ``callback(training)`` runs after every step (its time
+    counts as training time).
     """
     styles = check_styles(styles)
     contents = [check_image(content, f"contents[{i}]") for i, content in enumerate(contents)]
@@ -106,10 +114,46 @@ def train_generator(
         check_checkpoint_path(checkpoint, resume)
     model = model if model is not None else VGG19()
     recipe.check_memory(loss, model.device)  # before the network is made
-    recipe.check_memory(loss, model.device)  # before the network is made
     bfloat16 = model.uses_bfloat16(model.device)  # the generator runs in the precision the VGG-19 runs in
     contents = [_at_least(image, recipe.crop_size) for image in contents]
-    config = {
+    config = _config(mode, recipe, loss, model, [*styles, *contents], len(contents), bfloat16)
+    state, optimizer, rng = _start(config, model.device, checkpoint, resume)
+    objective = PerceptualLoss(loss, model, None, styles)
+    # The warm-up's loss reads the content layers only: no style term to compute and throw away.
+    warmup = PerceptualLoss(loss.replace(style_weight=0.0), model, None, styles) if recipe.warmup else None
+    bar = progress_bar(progress, recipe.steps, description)
+    bar.update(state.step)
+    started, seconds_before = time.perf_counter(), state.seconds
+    cpu_started, cpu_before = time.process_time(), state.cpu_seconds
+    try:
+        while state.step < recipe.steps:
+            inputs = _inputs(contents, recipe, rng).to(model.device)
+            lr = recipe.lr_at(state.step)
+            terms, total = train_step(
+                state.generator, optimizer, warmup if state.step < recipe.warmup else objective, inputs,
+                step=state.step, lr=lr, bfloat16=bfloat16,
+            )
+            state.step += 1
+            _record(state.history, objective.spec.weights(), terms, total)
+            state.seconds = seconds_before + time.perf_counter() - started
+            state.cpu_seconds = cpu_before + time.process_time() - cpu_started
+            bar.update(1)
+            if state.step % 10 == 0:
+                bar.set_postfix(loss=f"{state.history['total'][-1]:.3g}")
+            if checkpoint is not None and (state.step % checkpoint_every == 0 or state.step == recipe.steps):
+                save_checkpoint(checkpoint, state, optimizer, rng)
+            if callback is not None:
+                callback(state)
+    finally:
+        bar.close()
+        state.generator.eval()
+    return state
+
+
+def _config(mode: str, recipe: Recipe, loss: LossSpec, model: VGG19, images: list[torch.Tensor], contents: int,
+            bfloat16: bool) -> dict:
+    """Every setting that shapes a training, as its checkpoint keeps it (a resume must match it)."""
+    return {
         "mode": mode,
         "recipe": asdict(recipe),
         "loss": loss.to_dict(),
@@ -117,36 +161,18 @@ def train_generator(
         "pooling": model.pooling,
         "pre_relu": model.pre_relu,
         "vgg_digest": weights_digest(model.settings["weights"], model.settings["seed"]),
-        "images": images_digest([*styles, *contents]),
-        "content_images": len(contents),
+        "images": images_digest(images),
+        "content_images": contents,
         "precision": "bfloat16" if bfloat16 else "float32",
     }
-    state, optimizer, rng = _start(config, model.device, checkpoint, resume)
-    objective = PerceptualLoss(loss, model, None, styles)
-    bar = progress_bar(progress, recipe.steps, description)
-    bar.update(state.step)
-    started, seconds_before = time.perf_counter(), state.seconds
-    try:
-        while state.step < recipe.steps:
-            inputs = _inputs(contents, recipe, rng).to(model.device)
-            lr = recipe.lr_at(state.step)
-            terms, total = train_step(
-                state.generator, optimizer, objective, inputs, step=state.step, lr=lr, bfloat16=bfloat16
-            )
-            state.step += 1
-            for name, value in terms.items():
-                state.history.setdefault(name, []).append(float(value.detach()))
-            state.history.setdefault("total", []).append(float(total.detach()))
-            state.seconds = seconds_before + time.perf_counter() - started
-            bar.update(1)
-            if state.step % 10 == 0:
-                bar.set_postfix(loss=f"{state.history['total'][-1]:.3g}")
-            if checkpoint is not None and (state.step % checkpoint_every == 0 or state.step == recipe.steps):
-                save_checkpoint(checkpoint, state, optimizer, rng)
-    finally:
-        bar.close()
-        state.generator.eval()
-    return state
+
+
+def _record(history: dict[str, list[float]], names, terms: dict, total: torch.Tensor) -> None:
+    """Append one step's loss terms (NaN for a term the step did not compute: the style during the warm-up)
+    and its total to ``history``."""
+    for name in names:
+        history.setdefault(name, []).append(float(terms[name].detach()) if name in terms else math.nan)
+    history.setdefault("total", []).append(float(total.detach()))
 
 
 def _inputs(contents: list[torch.Tensor], recipe: Recipe, rng: torch.Generator) -> torch.Tensor:
@@ -159,7 +185,7 @@ def _inputs(contents: list[torch.Tensor], recipe: Recipe, rng: torch.Generator) 
 def _checked_settings(mode: str, styles, loss: LossSpec | None, recipe: Recipe | None) -> tuple[LossSpec, Recipe]:
     if not styles:
         raise ValueError("No style image given: a generator learns one style (or a blend).")
-    loss = LossSpec() if loss is None else loss
+    loss = generator_loss() if loss is None else loss
     if mode == "texture" and loss.content_weight > 0:
         loss = loss.replace(content_weight=0.0)
     if loss.style_blend is not None and len(loss.style_blend) != len(styles):
@@ -167,6 +193,8 @@ def _checked_settings(mode: str, styles, loss: LossSpec | None, recipe: Recipe |
             f"Got {len(loss.style_blend)} blend weights for {len(styles)} style images: give one per style."
         )
     recipe = Recipe() if recipe is None else recipe
+    if recipe.warmup and (mode == "texture" or loss.content_weight == 0):
+        recipe = replace(recipe, warmup=0)  # nothing to give back: the style is trained from the first step
     recipe.check_crops(loss)
     return loss, recipe
 

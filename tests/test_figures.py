@@ -54,6 +54,39 @@ def test_tradeoff_curves_draw_one_labelled_line_per_recipe_on_log_axes():
     assert sorted(text.get_text() for text in axis.texts) == ["1e3", "1e4", "1e4"]
 
 
+def test_equivalence_curves_mark_several_generators_on_one_photo():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nst_lib.figures import equivalence_curves
+
+    figure = equivalence_curves({"kodim23": [9.0, 5.0, 3.0, 2.0]}, {"kodim23": {"shipped": 2.5, "trained here": 4.0}})
+    axis = figure.axes[0]
+    legend = [text.get_text() for text in axis.get_legend().get_texts()]
+    dots = [line.get_xydata().tolist() for line in axis.lines if line.get_marker() == "o"]
+    plt.close(figure)
+    assert legend == ["kodim23", "kodim23: shipped", "kodim23: trained here"]
+    assert dots == [[[4.0, 2.5]], [[3.0, 4.0]]]  # where the best total so far first reaches each level
+
+
+def test_loss_curves_place_averaged_histories_at_their_steps():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nst_lib.figures import loss_curves
+
+    figure = loss_curves({"each step": {"style": [4.0, 3.0, 2.0]}, "means of 10": {"style": [3.0, 1.0]}},
+                         terms=("style",), every={"means of 10": 10})
+    lines = {line.get_label(): line.get_xdata().tolist() for line in figure.axes[0].lines}
+    plt.close(figure)
+    assert lines == {"each step": [1, 2, 3], "means of 10": [10, 20]}
+
+
+
 # File names are free text: matplotlib would read "$...$" in them as mathtext, and fail on some.
 ODD_NAMES = ["a$\\foo{$b.png", "cost $5 and $10.png"]
 

@@ -15,6 +15,19 @@ def test_the_network_keeps_any_shape_and_stays_in_range():
         network(torch.rand(1, 3, 12, 40))
 
 
+def test_bilinear_upsampling_keeps_the_shape_and_changes_the_picture():
+    torch.manual_seed(0)
+    nearest = Generator(channels=4, residual_blocks=1, upsample="nearest")
+    bilinear = Generator(channels=4, residual_blocks=1, upsample="bilinear")
+    bilinear.load_state_dict(nearest.state_dict())  # the same weights: only the resizing differs
+    image = torch.rand(1, 3, 21, 37)
+    smooth, blocky = bilinear(image), nearest(image)
+    assert smooth.shape == blocky.shape == image.shape and 0 <= smooth.min() and smooth.max() <= 1
+    assert not torch.allclose(smooth, blocky)
+    with pytest.raises(ValueError, match="Unknown upsampling 'cubic': choose nearest or bilinear"):
+        Generator(channels=4, residual_blocks=1, upsample="cubic")
+
+
 def test_stylize_timed_gives_the_picture_and_its_time():
     network = Generator(channels=4, residual_blocks=1)
     image = torch.rand(1, 3, 24, 40)

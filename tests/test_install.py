@@ -148,7 +148,12 @@ def test_the_wheel_carries_the_notebooks_and_the_manifest_and_no_images(installe
     packaged = sorted(Path(n).name for n in names if n.startswith("nst_lib/notebooks/") and n.endswith(".ipynb"))
     assert packaged == notebooks
     assert "nst_lib/asset_data/manifest.json" in names
-    assert not [n for n in names if n.lower().endswith((".jpg", ".jpeg", ".png", ".pt", ".pth"))]
+    shipped = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "nst_lib" / "trained").glob("*.*"))
+    assert shipped and [name for name in shipped if name not in names] == [], "the shipped generators are missing"
+    assert {Path(name).suffix for name in shipped} == {".pt", ".json"}
+    weights = [n for n in names if n.lower().endswith((".pt", ".pth"))]
+    assert weights and all(n.startswith("nst_lib/trained/") for n in weights)  # only the shipped generators
+    assert not [n for n in names if n.lower().endswith((".jpg", ".jpeg", ".png"))]
 
 
 def test_the_installed_package_reads_everything_from_itself(installed):
@@ -194,6 +199,19 @@ def test_a_64_px_transfer_from_the_installed_command(installed, artifacts):
     assert total and float(total.group(2)) < float(total.group(1)), done.stdout
     shutil.copy(output, artifacts / "installed_transfer.png")
     assert load_image(output).shape == (1, 3, 48, 64)
+
+
+def test_the_installed_command_stylizes_with_a_shipped_generator_without_training(installed, artifacts):
+    picture, texture = installed[3] / "tubingen_starry_shipped.png", installed[3] / "starry_texture_shipped.png"
+    done = run(installed, "nst", "stylize", "--style", "starry_night", "--content", "tubingen", "-o", picture.name,
+               "--size", "128")
+    assert done.returncode == 0, done.stderr
+    assert "the shipped generator starry_night" in done.stdout and load_image(picture).shape == (1, 3, 96, 128)
+    done = run(installed, "nst", "stylize", "--style", "starry_night", "--texture", "-o", texture.name,
+               "--size", "96", "--seed", "3")
+    assert done.returncode == 0, done.stderr
+    assert load_image(texture).shape == (1, 3, 96, 96)
+    shutil.copy(picture, artifacts / "installed_stylize_shipped.png")
 
 
 def test_a_one_section_quick_report_runs_the_packaged_notebook_in_the_fresh_python(installed):

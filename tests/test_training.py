@@ -1,3 +1,4 @@
+import math
 import os
 import subprocess
 import sys
@@ -86,6 +87,33 @@ def test_training_a_texture_generator_lowers_the_style_loss(oxford):
     assert not torch.equal(textures[0], textures[2])
 
 
+def test_a_warm_up_trains_on_the_content_alone_before_the_style(random_vgg):
+    seen = []
+    trained = train_generator(stripes(), [blobs()], model=random_vgg, callback=lambda t: seen.append(t.step),
+                              **tiny(7, warmup=3))
+    history = trained.history
+    assert seen == list(range(1, 8)) and trained.recipe.warmup == 3
+    assert all(math.isnan(value) for value in history["style"][:3])
+    assert all(math.isfinite(value) for value in history["style"][3:])
+    assert history["total"][:3] == history["content"][:3]  # the warm-up's loss is the content term alone
+    weights = TINY_LOSS.weights()
+    assert history["total"][3] == pytest.approx(weights["content"] * history["content"][3]
+                                                + weights["style"] * history["style"][3], rel=1e-5)
+
+
+def test_a_texture_generator_has_no_warm_up(random_vgg):
+    trained = train_generator(stripes(), model=random_vgg, **tiny(3, warmup=2))
+    assert trained.recipe.warmup == 0 and all(math.isfinite(value) for value in trained.history["style"])
+
+
+def test_training_time_on_the_processor_is_kept_across_a_resume(random_vgg, tmp_path):
+    path = tmp_path / "style.pt"
+    first = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **tiny(2))
+    assert first.cpu_seconds > 0 and load_checkpoint(path).cpu_seconds == first.cpu_seconds
+    resumed = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, resume=True, **tiny(3))
+    assert resumed.cpu_seconds > first.cpu_seconds
+
+
 def test_a_checkpoint_round_trips(random_vgg, tmp_path):
     path = tmp_path / "style.pt"
     trained = train_generator(stripes(), [blobs()], model=random_vgg, checkpoint=path, **tiny(3))
@@ -98,9 +126,11 @@ def test_a_checkpoint_round_trips(random_vgg, tmp_path):
     assert torch.equal(stylize(loaded.generator, content), stylize(trained.generator, content))
 
 
-def test_resuming_an_interrupted_training_ends_where_an_uninterrupted_one_does(random_vgg, tmp_path, monkeypatch):
+@pytest.mark.parametrize("warmup", [0, 4])  # with a warm-up, the run stops and resumes inside it
+def test_resuming_an_interrupted_training_ends_where_an_uninterrupted_one_does(random_vgg, tmp_path, monkeypatch,
+                                                                                warmup):
     style, contents = stripes(), [blobs(), blobs(40, 56).flip(-2)]
-    settings = dict(model=random_vgg, checkpoint_every=3, **tiny(7))
+    settings = dict(model=random_vgg, checkpoint_every=3, **tiny(7, warmup=warmup))
     whole = train_generator(style, contents, checkpoint=tmp_path / "whole.pt", **settings)
 
     crops = training.random_crops
@@ -122,7 +152,7 @@ def test_resuming_an_interrupted_training_ends_where_an_uninterrupted_one_does(r
 
     resumed = train_generator(style, contents, checkpoint=path, resume=True, **settings)
     assert resumed.step == 7
-    assert resumed.history == whole.history
+    assert str(resumed.history) == str(whole.history)  # as text: NaN (the warm-up's style) equals itself
     assert same_parameters(resumed.generator, whole.generator)
     assert load_checkpoint(path).step == 7
 
@@ -180,6 +210,9 @@ def test_checkpoint_mistakes_are_one_sentence(random_vgg, tmp_path):
         ({"scales": (0.5, 2)}, "scales must satisfy 0 < smallest <= largest <= 1"),
         ({"scales": (0.5,)}, "scales must be two numbers"),
         ({"schedule": "linear"}, "Unknown learning-rate schedule 'linear'"),
+        ({"warmup": 2}, "warmup must be a whole number from 0 to fewer than the 2 steps, got 2"),
+        ({"warmup": -1}, "warmup must be a whole number from 0 to fewer than the 2 steps, got -1"),
+        ({"upsample": "cubic"}, "Unknown upsampling 'cubic': choose nearest or bilinear"),
     ],
 )
 def test_bad_training_settings_are_one_sentence(random_vgg, recipe, message):
@@ -361,6 +394,15 @@ def test_a_texture_generator_from_the_command_line(tmp_path, image_file):
         (["train-generator", "--style", "{picture}", "--checkpoint", "{tmp}/c.pt", "--lr", "1e300"],
          "The learning rate must be a positive number up to 1000, got 1e+300"),
         (["stylize", "--checkpoint", "{picture}", "--content", "{picture}", "-o", "{picture}"], "is also an input"),
+        (["stylize", "--style", "monet", "--content", "{picture}", "-o", "{tmp}/out.png"],
+         "No shipped style-transfer generator for the style 'monet': shipped are "),
+        (["stylize", "--style", "starry_night", "-o", "{tmp}/out.png"],
+         "the shipped generator starry_night, trained"),  # ... is a style-transfer generator: give ... --content
+        (["stylize", "--style", "starry_night", "-o", "{tmp}/out.png"], "give the image to stylize with --content"),
+        (["stylize", "--style", "starry_night", "--texture", "--content", "{picture}", "-o", "{tmp}/out.png"],
+         "is a texture generator: it takes no --content"),
+        (["stylize", "--checkpoint", "{picture}", "--texture", "-o", "{tmp}/out.png"],
+         "--texture picks a shipped texture generator with --style"),
     ],
 )
 def test_generator_command_mistakes_are_one_sentence(tmp_path, image_file, args, message):

@@ -40,17 +40,23 @@ def register(commands) -> None:
     train.add_argument("--resume", action="store_true", help="continue the training saved in --checkpoint")
     _add_recipe_options(train)
     options.add_loss_options(train)
+    # A generator's training loss has its own defaults (profiles.GENERATOR_*): see docs/generators.md.
+    train.set_defaults(style_weight=profiles.GENERATOR_STYLE_WEIGHT, tv_weight=profiles.GENERATOR_TV_WEIGHT)
     options.add_model_options(train)
     train.set_defaults(handler=_train)
 
     run = commands.add_parser(
         "stylize",
         help="apply a trained generator to an image (or draw a texture from noise)",
-        description="Stylize an image in one forward pass of a generator saved by `nst train-generator`; "
-        "a texture generator instead turns seeded noise into a square texture.",
+        description="Stylize an image in one forward pass of a generator: one shipped with the package "
+        f"(--style: {_shipped_names()}) or one saved by `nst train-generator` (--checkpoint). "
+        "A texture generator instead turns seeded noise into a square texture.",
         formatter_class=options.HelpFormatter,
     )
-    run.add_argument("--checkpoint", required=True, type=Path, help="a generator saved by train-generator")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--style", help="the style of a generator shipped with the package (no training needed)")
+    source.add_argument("--checkpoint", type=Path, help="a generator saved by train-generator")
+    run.add_argument("--texture", action="store_true", help="with --style: the style's shipped texture generator")
     run.add_argument("--content", help="the image to stylize: a file or a named image (not for textures)")
     options.add_output_option(run)
     run.add_argument(
@@ -62,7 +68,7 @@ def register(commands) -> None:
 
 
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
-    from ..generator import MAX_BATCH, MAX_CHANNELS, MAX_RESIDUAL_BLOCKS, SCHEDULES, Recipe
+    from ..generator import MAX_BATCH, MAX_CHANNELS, MAX_RESIDUAL_BLOCKS, SCHEDULES, UPSAMPLINGS, Recipe
 
     recipe = Recipe()
     parser.add_argument("--steps", type=int, default=recipe.steps, help="Adam steps")
@@ -93,11 +99,15 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--schedule", choices=SCHEDULES, default=recipe.schedule, help="the learning rate: cosine decay or constant"
     )
+    parser.add_argument("--warmup", type=int, default=recipe.warmup,
+                        help="first steps on the content loss alone, before the style is added")
     parser.add_argument("--seed", type=int, default=recipe.seed, help="seed of the network, crops and noise")
     parser.add_argument("--channels", type=int, default=recipe.channels,
                         help=f"width of the network's first layer (1-{MAX_CHANNELS})")
     parser.add_argument("--residual-blocks", type=int, default=recipe.residual_blocks,
                         help=f"residual blocks (0-{MAX_RESIDUAL_BLOCKS})")
+    parser.add_argument("--upsample", choices=UPSAMPLINGS, default=recipe.upsample,
+                        help="how the network resizes before each upsampling convolution")
     parser.add_argument("--checkpoint-every", type=int, default=profiles.CHECKPOINT_EVERY, help="save every K steps")
 
 
@@ -120,6 +130,8 @@ def _recipe(args: argparse.Namespace):
         seed=args.seed,
         channels=args.channels,
         residual_blocks=args.residual_blocks,
+        warmup=0 if args.texture else args.warmup,
+        upsample=args.upsample,
     )
 
 
@@ -207,35 +219,56 @@ def _interrupted(checkpoint: Path, before: int | None) -> str:
     )
 
 
+def _shipped_names() -> str:
+    from ..pretrained import PretrainedError, available
+
+    try:
+        names = sorted({info["style"] for info in available()})
+    except PretrainedError:  # a damaged description must not stop every command: stylize says what is wrong
+        return "see the package's nst_lib/trained folder"
+    return ", ".join(names) if names else "none in this installation"
+
+
 def _stylize(args: argparse.Namespace) -> None:
-    from ..checkpoints import load_checkpoint
     from ..generator import seeded_noise, stylize, stylize_bytes
     from ..images import check_size, load_image, save_image
     from ..sizing import check_memory
     from ..vgg import pick_device
 
+    if args.texture and args.checkpoint is not None:
+        raise ValueError("--texture picks a shipped texture generator with --style: drop it with --checkpoint "
+                         "(a checkpoint knows whether it is a texture generator).")
     options.check_output(args.output, inputs=[args.content, args.checkpoint])
     check_size(args.size, "--size")
     device = pick_device(args.device)
-    trained = load_checkpoint(args.checkpoint, device)
-    recipe = trained.recipe
-    check_memory(stylize_bytes(recipe.channels, recipe.residual_blocks, (args.size, args.size)), device,
-                 f"Stylizing at {args.size} px with a generator of {recipe.channels} channels", "use a smaller --size")
-    if trained.mode == "texture":
+    network, mode, what = _generator(args, device)
+    check_memory(stylize_bytes(network.channels, network.residual_blocks, (args.size, args.size)), device,
+                 f"Stylizing at {args.size} px with a generator of {network.channels} channels", "use a smaller --size")
+    if mode == "texture":
         if args.content is not None:
-            raise ValueError(
-                f"{args.checkpoint} is a texture generator: it takes no --content; give --size and --seed."
-            )
+            raise ValueError(f"{what} is a texture generator: it takes no --content; give --size and --seed.")
         source = seeded_noise((args.size, args.size), args.seed)
     else:
         if args.content is None:
-            raise ValueError(
-                f"{args.checkpoint} is a style-transfer generator: give the image to stylize with --content."
-            )
+            raise ValueError(f"{what} is a style-transfer generator: give the image to stylize with --content.")
         source = load_image(args.content, args.size)
     started = time.perf_counter()
-    image = stylize(trained.generator, source)
+    image = stylize(network, source)
     seconds = time.perf_counter() - started
     save_image(image, args.output)
     height, width = image.shape[-2:]
-    print(f"wrote {args.output} ({width}x{height} px in {seconds:.2f} s on {device}; trained {trained.step} steps)")
+    print(f"wrote {args.output} ({width}x{height} px in {seconds:.2f} s on {device}; {what})")
+
+
+def _generator(args: argparse.Namespace, device):
+    """(network, mode, a few words on where it came from) for --checkpoint or --style [--texture]."""
+    if args.checkpoint is not None:
+        from ..checkpoints import load_checkpoint
+
+        trained = load_checkpoint(args.checkpoint, device)
+        return trained.generator, trained.mode, f"{args.checkpoint}, trained {trained.step} steps"
+    from .. import pretrained
+
+    name = pretrained.find(args.style, texture=args.texture)
+    info = pretrained.description(name)
+    return pretrained.load(name, device), info["mode"], f"the shipped generator {name}, trained {info['steps']} steps"
