@@ -65,12 +65,13 @@ bench: setup
 bench-quality: setup
 	$(BIN)/python bench/quality.py $(if $(QUICK),--quick) $(QUALITY_ARGS)
 
-# The generators shipped in nst_lib/trained (docs/generators.md), retrained with the same commands: each
-# `nst train-generator` with the package's recipe at the budget below (hours on a CPU; one torch thread, as on a
-# shared machine), resumed from its checkpoint in build/generators/ when one is there, then scored on the held-out
+# The generators shipped in nst_lib/trained (docs/generators.md), retrained with the commands that made them: each
+# `nst train-generator` with the package's recipe at the budget below (about an hour each on two CPU cores, one
+# torch thread each), resumed from its checkpoint in build/generators/ when one is there, then scored on the held-out
 # photos and written into the package by bench/ship_generator.py.
-GENERATOR_STEPS ?= 6000
-TEXTURE_STEPS ?= 4000
+STARRY_NIGHT_STEPS ?= 2800
+FRIDA_KAHLO_STEPS ?= 2400
+TEXTURE_STEPS ?= 3000
 GENERATOR_IMAGE_SIZE ?= 256
 GENERATOR_OPTIONS ?= --batch 3 --crop-size 160
 TEXTURE_OPTIONS ?= --batch 1 --crop-size 256
@@ -84,8 +85,8 @@ endef
 
 generators: setup
 	@mkdir -p $(TRAINED)
-	$(call train_and_ship,starry_night,starry_night,--steps $(GENERATOR_STEPS) $(GENERATOR_OPTIONS))
-	$(call train_and_ship,frida_kahlo,frida_kahlo,--steps $(GENERATOR_STEPS) $(GENERATOR_OPTIONS))
+	$(call train_and_ship,starry_night,starry_night,--steps $(STARRY_NIGHT_STEPS) $(GENERATOR_OPTIONS))
+	$(call train_and_ship,frida_kahlo,frida_kahlo,--steps $(FRIDA_KAHLO_STEPS) $(GENERATOR_OPTIONS))
 	$(call train_and_ship,starry_night_texture,starry_night,--texture --steps $(TEXTURE_STEPS) $(TEXTURE_OPTIONS))
 
 clean:
