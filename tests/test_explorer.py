@@ -7,6 +7,7 @@ import json
 import re
 import time
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -281,6 +282,24 @@ def test_pressing_run_shows_the_picture_forming_the_loss_curve_and_the_strip(exp
     assert len(explorer.strip.children) == 1 and explorer.runs == [run]
     assert "tubingen × starry_night" in explorer.strip.children[0].children[1].value
     assert not explorer.run_button.disabled and explorer.stop_button.disabled and not explorer.save_button.disabled
+
+
+def test_instant_shows_the_shipped_generator_s_picture_and_says_when_there_is_none(explorer):
+    from nst_lib import pretrained
+
+    placeholder = explorer.preview.value
+    explorer.instant_button.click()
+    assert size_of(explorer.preview.value) == (64, 48) != size_of(placeholder)  # tubingen at 64 px, in one pass
+    expected = pretrained.stylize_with("starry_night", explorer.session.pictures.scaled("tubingen", 64))
+    shown = np.asarray(Image.open(io.BytesIO(explorer.preview.value)).convert("RGB"), dtype=np.float32) / 255
+    assert np.abs(shown - expected[0].permute(1, 2, 0).numpy()).max() <= 1 / 255  # that very picture
+    steps = pretrained.description("starry_night")["steps"]
+    assert message(explorer).startswith(f"Instant: the shipped generator starry_night ({steps} Adam steps")
+    assert explorer.runs == []  # not a Run: nothing to save or compare
+    shown = explorer.preview.value
+    explorer.style.value = "the_scream"
+    assert explorer.instant() is None and explorer.preview.value == shown
+    assert message(explorer).startswith("No shipped style-transfer generator for the style 'the_scream': ")
 
 
 def test_the_controls_make_the_settings_and_show_them_again(explorer):

@@ -282,6 +282,25 @@ class Session:
         self._worker = _start(self._work, settings, content, styles, time.perf_counter(), daemon=True)
         return True
 
+    def instant(self, settings: Settings) -> torch.Tensor | None:
+        """The content of ``settings`` at its size, stylized in one forward pass by the generator shipped for its
+        first style (``pretrained``), with a message saying which generator and how long it took; None, with a
+        message, when no generator is shipped for that style."""
+        from .. import pretrained
+
+        try:
+            name = pretrained.find(settings.styles[0])
+            content = self.pictures.scaled(settings.content, settings.size)
+            started = time.perf_counter()
+            image = pretrained.stylize_with(name, content)
+        except USER_ERRORS as error:
+            self.say(str(error), error=True)
+            return None
+        steps = pretrained.description(name)["steps"]
+        self.say(f"Instant: the shipped generator {name} ({steps} Adam steps of training), one forward pass in "
+                 f"{time.perf_counter() - started:.2f} s; Run optimizes the picture itself.")
+        return image
+
     def run_now(self, settings: Settings) -> Run:
         """Run ``settings`` to the end and return the Run; a RuntimeError with the message if none ended."""
         if not self.run(settings) or (run := self.wait()) is None or run.settings is not settings:

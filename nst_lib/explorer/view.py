@@ -153,6 +153,8 @@ class Explorer(Listener):
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True)
         self.save_button = widgets.Button(description="Save", icon="save", disabled=True)
+        self.instant_button = widgets.Button(description="Instant", icon="bolt",
+                                             tooltip="the generator shipped for this style, in one forward pass")
         self.output_dir = widgets.Text(value=str(output_dir), description="save into", **_control())
         self.message = widgets.HTML()
         self.progress = widgets.IntProgress(value=0, min=0, max=start.steps, layout=widgets.Layout(width="320px"))
@@ -186,6 +188,19 @@ class Explorer(Listener):
             self.session.say(str(error), error=True)
             return False
         return self.session.run(settings)
+
+    def instant(self) -> torch.Tensor | None:
+        """Show the controls' content stylized by the generator shipped for their style, in one forward pass
+        (``Session.instant``); the picture, or None when there is none for that style."""
+        try:
+            settings = self.settings()
+        except ValueError as error:
+            self.session.say(str(error), error=True)
+            return None
+        image = self.session.instant(settings)
+        if image is not None:
+            self.preview.value = _png(image)
+        return image
 
     def stop(self) -> None:
         self.session.stop()
@@ -260,12 +275,13 @@ class Explorer(Listener):
 
     def _wire(self) -> None:
         # Class names that a browser (or a person's CSS) can find the parts by.
-        for name in ("run_button", "stop_button", "save_button", "preview", "loss_plot", "strip", "comparison",
+        for name in ("run_button", "stop_button", "save_button", "instant_button", "preview", "loss_plot", "strip", "comparison",
                      "message"):
             getattr(self, name).add_class(f"nst-{name.replace('_', '-')}")
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
         self.save_button.on_click(lambda _: self.save())
+        self.instant_button.on_click(lambda _: self.instant())
         c = self.controls
         c.content_upload.observe(lambda change: self._on_upload(change, "content"), names="value")
         c.style_upload.observe(lambda change: self._on_upload(change, "style"), names="value")
@@ -285,7 +301,7 @@ class Explorer(Listener):
             widgets.HBox([column(c.content_layer, c.style_layers),
                           column(c.content_weight, c.style_weight, c.tv_weight, c.preserve_colors),
                           column(c.init, c.optimizer, c.steps, c.size, c.seed)]),
-            widgets.HBox([self.run_button, self.stop_button, self.save_button, self.output_dir]),
+            widgets.HBox([self.run_button, self.stop_button, self.instant_button, self.save_button, self.output_dir]),
             self.message,
             widgets.HBox([self.progress, self.progress_label]),
             widgets.HBox([self.preview, self.loss_plot]),
