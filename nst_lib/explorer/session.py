@@ -283,22 +283,12 @@ class Session:
         return True
 
     def instant(self, settings: Settings) -> torch.Tensor | None:
-        """The content of ``settings`` at its size, stylized in one forward pass by the generator shipped for its
-        first style (``pretrained``), with a message saying which generator and how long it took; None, with a
-        message, when no generator is shipped for that style."""
-        from .. import pretrained
-
+        """``shipped_picture`` of ``settings``, its message said; None, with a message, when there is none."""
         try:
-            name = pretrained.find(settings.styles[0])
-            content = self.pictures.scaled(settings.content, settings.size)
-            started = time.perf_counter()
-            image = pretrained.stylize_with(name, content)
+            image, said = shipped_picture(settings, self.pictures)
         except USER_ERRORS as error:
-            self.say(str(error), error=True)
-            return None
-        steps = pretrained.description(name)["steps"]
-        self.say(f"Instant: the shipped generator {name} ({steps} Adam steps of training), one forward pass in "
-                 f"{time.perf_counter() - started:.2f} s; Run optimizes the picture itself.")
+            return self.say(str(error), error=True)
+        self.say(said)
         return image
 
     def run_now(self, settings: Settings) -> Run:
@@ -429,6 +419,20 @@ class Session:
         self.runs.append(run)
         self.listener.finished(run)
         self.say(run.report())
+
+def shipped_picture(settings: Settings, pictures: Pictures) -> tuple[torch.Tensor, str]:
+    """The content of ``settings`` at its size, stylized in one forward pass by the generator shipped for its
+    first style (``pretrained``; a ``PretrainedError`` when none is), and a line saying which and how fast."""
+    from .. import pretrained
+
+    name = pretrained.find(settings.styles[0])
+    content = pictures.scaled(settings.content, settings.size)
+    started = time.perf_counter()
+    image = pretrained.stylize_with(name, content)
+    steps = pretrained.description(name)["steps"]
+    return image, (f"Instant: the shipped generator {name} ({steps} Adam steps of training), one forward pass in "
+                   f"{time.perf_counter() - started:.2f} s; Run optimizes the picture itself.")
+
 
 def _start(target, *args, daemon: bool = False) -> threading.Thread:
     """``target(*args)`` in a new thread. Preparation threads are not daemons: Python waits for them at exit

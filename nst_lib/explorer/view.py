@@ -190,14 +190,11 @@ class Explorer(Listener):
         return self.session.run(settings)
 
     def instant(self) -> torch.Tensor | None:
-        """Show the controls' content stylized by the generator shipped for their style, in one forward pass
-        (``Session.instant``); the picture, or None when there is none for that style."""
+        """Show the generator shipped for the controls' style applied to their content (``Session.instant``)."""
         try:
-            settings = self.settings()
+            image = self.session.instant(self.settings())
         except ValueError as error:
-            self.session.say(str(error), error=True)
-            return None
-        image = self.session.instant(settings)
+            image = self.session.say(str(error), error=True)
         if image is not None:
             self.preview.value = _png(image)
         return image
