@@ -279,7 +279,9 @@ def test_your_album_becomes_a_section_of_its_own(tmp_path):
     assert section.count("<figure ") == 2 and "Figure 5.2." in section
     for name in ("garden", "beach"):
         assert f'alt="{name}. {name} with each painting: from noise at style weight 1000' in section
-    assert len(list((output / report.PICTURES / "figures").glob("your_picture_*.png"))) == 2
+    figures = sorted(p.name for p in (output / report.PICTURES / "figures").glob("your_picture_*.png"))
+    assert figures == ["your_picture_1.narrow.png", "your_picture_1.png", "your_picture_2.narrow.png",
+                       "your_picture_2.png"]  # each grid and its rendition for narrow screens
     executed = nbformat.read(output / report.PICTURES / f"{report.PICTURES}.ipynb", as_version=4)
     injected = next(c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert str(album) in injected.source and "the_scream" in injected.source
