@@ -28,6 +28,18 @@ PAGE_BUDGET_BYTES = 3_000_000
 GENERIC_ALT = {"", "figure", "image", "picture", "plot", "png"}
 
 
+def write_notebook(path: Path, title: str, parameters: str, code: str) -> Path:
+    """A notebook as the report runs them: a title, a cell tagged ``parameters`` and one cell of ``code``."""
+    book = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell(title),
+        nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(code),
+    ])
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(book, path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """The quick report, built once for this module."""
@@ -146,13 +158,8 @@ def test_a_failing_notebook_names_its_cell_and_leaves_the_old_report(built, tmp_
     before = (output / "index.html").read_bytes()
     broken = tmp_path / "notebooks"
     broken.mkdir()
-    book = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Broken"),
-        nbformat.v4.new_code_cell('profile = "quick"', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("raise ValueError('the style image is missing')"),
-    ])
-    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(book, broken / "01_broken.ipynb")
+    write_notebook(broken / "01_broken.ipynb", "# Broken", 'profile = "quick"',
+                   "raise ValueError('the style image is missing')")
     monkeypatch.setattr(report, "notebook_folder", lambda: broken)
     monkeypatch.setattr(report, "notebooks", lambda folder=broken: [broken / "01_broken.ipynb"])
     expected = r"01_broken.ipynb failed in cell \d+ \(ValueError: the style image is missing\)"
@@ -326,14 +333,8 @@ def tiny_notebooks(folder: Path) -> list[Path]:
     folder.mkdir()
     books = []
     for stem in ("01_first", "02_second", "03_third"):
-        book = nbformat.v4.new_notebook(cells=[
-            nbformat.v4.new_markdown_cell(f"# Section {stem}"),
-            nbformat.v4.new_code_cell("profile = 'quick'\nsteps = None", metadata={"tags": ["parameters"]}),
-            nbformat.v4.new_code_cell("print('made with', profile, steps)"),
-        ])
-        book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nbformat.write(book, folder / f"{stem}.ipynb")
-        books.append(folder / f"{stem}.ipynb")
+        books.append(write_notebook(folder / f"{stem}.ipynb", f"# Section {stem}", "profile = 'quick'\nsteps = None",
+                                    "print('made with', profile, steps)"))
     return books
 
 
@@ -537,14 +538,8 @@ def optimizing_notebooks(folder: Path, weights: dict[str, list[float]], alone: s
     books = []
     for number, (stem, chosen) in enumerate(weights.items()):
         code = OPTIMIZING.replace("WEIGHTS", repr(chosen)) + (alone if number == 0 else "")
-        book = nbformat.v4.new_notebook(cells=[
-            nbformat.v4.new_markdown_cell(f"# Section {stem}"),
-            nbformat.v4.new_code_cell("profile = 'quick'\noutput_dir = None", metadata={"tags": ["parameters"]}),
-            nbformat.v4.new_code_cell(code),
-        ])
-        book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nbformat.write(book, folder / f"{stem}.ipynb")
-        books.append(folder / f"{stem}.ipynb")
+        books.append(write_notebook(folder / f"{stem}.ipynb", f"# Section {stem}",
+                                    "profile = 'quick'\noutput_dir = None", code))
     return books
 
 
@@ -720,14 +715,8 @@ def test_a_report_built_before_reports_were_marked_is_still_recognised(tmp_path,
 def weights_notebook(folder: Path) -> Path:
     """A section that builds the VGG-19 from its ``weights`` parameter, in its own folder, as the report's do."""
     folder.mkdir()
-    book = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# Weights"),
-        nbformat.v4.new_code_cell("weights = 'oxford'", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("from nst_lib.vgg import VGG19\nVGG19(weights, precision='float32')"),
-    ])
-    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(book, folder / "01_weights.ipynb")
-    return folder / "01_weights.ipynb"
+    return write_notebook(folder / "01_weights.ipynb", "# Weights", "weights = 'oxford'",
+                          "from nst_lib.vgg import VGG19\nVGG19(weights, precision='float32')")
 
 
 def test_a_relative_weights_path_is_the_caller_s_and_a_missing_one_is_refused_first(tmp_path, capsys, monkeypatch):
