@@ -19,6 +19,8 @@ DPI = 100
 # Tiles are at least this wide so their captions fit, and at most so that a grid fits a page.
 MIN_TILE_INCHES = 1.5
 MAX_TILE_INCHES = 2.8
+# A full row of a grid is drawn at most this many times taller to reach the width of the widest row.
+MAX_ROW_SCALE = 1.5
 LABEL_POINTS = 9
 # Labels of a grid redrawn for a phone (two columns of tiles), where it is shown at about two thirds of its size.
 NARROW_POINTS = 13
@@ -54,9 +56,11 @@ def grid(
     Images are (1, 3, H, W) or (3, H, W) tensors in [0, 1]; labels may hold
     several lines (layer, weights, seed, ...). Tiles show small images pixel
     for pixel (enlarged without smoothing) and large ones scaled down to fit.
-    Every tile of the grid has the same height and its own image's width, so
+    Every tile of a row has the same height and its own image's width, so
     that a tall picture among wide ones (a portrait beside landscapes) leaves
-    no white gap around it: rows with taller pictures end shorter.
+    no white gap around it; a full row that would end shorter than the widest
+    (it holds taller pictures) is drawn taller to the same width, up to
+    ``MAX_ROW_SCALE`` times, and a last row with fewer pictures keeps the height.
 
     The figure's ``narrow`` attribute redraws the same grid for a narrow
     screen (two columns, larger labels); ``notebook.Setup.save`` saves it
@@ -68,32 +72,37 @@ def grid(
         raise ValueError("A grid needs at least one image.")
     columns = columns or min(len(images), 5)
     rows = [list(range(start, min(start + columns, len(images)))) for start in range(0, len(images), columns)]
+    gap = 0.12
     first_width, first_height = images[0].shape[-1], images[0].shape[-2]
     first_inches = min(max(first_width / DPI, MIN_TILE_INCHES), MAX_TILE_INCHES)
     height = first_inches * first_height / first_width  # every tile's height: the first tile's, at its width
     widths = [height * image.shape[-1] / image.shape[-2] for image in images]
+    spans = [sum(widths[i] for i in row) + gap * (len(row) - 1) for row in rows]
+    scales = [min((max(spans) - gap * (len(row) - 1)) / (span - gap * (len(row) - 1)), MAX_ROW_SCALE)
+              if len(row) == columns else 1.0 for row, span in zip(rows, spans)]
+    widths = [width * scale for row, scale in zip(rows, scales) for width in (widths[i] for i in row)]
     # Captions wrap to their tile's width (about 0.55 em per character) instead of running into the next tile.
     wrapped = [literal(_wrapped(str(label), max(8, int(width * 72 / (label_points * 0.55)))))
                for label, width in zip(labels, widths)]
     line = label_points * 1.3 / 72  # inches per caption line
     captions = [max(wrapped[i].count("\n") + 1 for i in row) * line + 0.06 for row in rows]
-    gap, margin, heading = 0.12, 0.05, (0.45 if title else 0.0)
+    margin, heading = 0.05, (0.45 if title else 0.0)
     figure_width = max(sum(widths[i] for i in row) + gap * (len(row) - 1) for row in rows) + 2 * margin
-    figure_height = heading + sum(captions) + height * len(rows) + gap * (len(rows) - 1) + 2 * margin
+    figure_height = heading + sum(captions) + height * sum(scales) + gap * (len(rows) - 1) + 2 * margin
     figure = plt.figure(figsize=(figure_width, figure_height), dpi=DPI)
     top = figure_height - margin - heading
-    for row, caption in zip(rows, captions):
-        left, top = margin, top - caption
+    for row, caption, scale in zip(rows, captions, scales):
+        left, top, tall = margin, top - caption, height * scale
         for index in row:
             image, width = images[index], widths[index]
-            axis = figure.add_axes((left / figure_width, (top - height) / figure_height,
-                                    width / figure_width, height / figure_height))
+            axis = figure.add_axes((left / figure_width, (top - tall) / figure_height,
+                                    width / figure_width, tall / figure_height))
             axis.axis("off")
             enlarged = width * DPI > image.shape[-1]
             axis.imshow(_as_array(image), interpolation="nearest" if enlarged else "antialiased", aspect="auto")
             axis.set_title(wrapped[index], fontsize=label_points, pad=3)
             left += width + gap
-        top -= height + gap
+        top -= tall + gap
     if title:
         figure.suptitle(literal(title), fontsize=max(12, label_points), y=1 - margin / figure_height, va="top")
     figure.narrow = lambda: grid(images, labels, title=title, columns=min(2, columns), label_points=NARROW_POINTS)
@@ -267,8 +276,9 @@ def contact_sheet(
     *,
     title: str | None = None,
 ):
-    """A labelled grid of pictures: ``tiles[row][column]`` (None: an empty tile), each row named
-    on its left, each column on top, and each tile captioned below (losses, seconds, ...)."""
+    """A labelled grid of pictures: ``tiles[row][column]``, each row named on its left, each column on
+    top, and each tile captioned below (losses, seconds, ...). None is a grey tile where it has a caption
+    (a picture that failed, say so there) and blank space where it has none."""
     rows, columns = len(tiles), len(column_labels)
     if rows != len(row_labels) or any(len(row) != columns for row in tiles):
         raise ValueError("A contact sheet needs one row label per row and one column label per column.")
@@ -285,8 +295,12 @@ def contact_sheet(
         if image is not None:
             enlarged = tile_inches * DPI > image.shape[-1]
             axis.imshow(_as_array(image), interpolation="nearest" if enlarged else "antialiased")
-        else:
+        elif captions and captions[r][c]:
             axis.set_facecolor("#eeeeee")
+        else:
+            axis.set_facecolor("none")
+            for spine in axis.spines.values():
+                spine.set_visible(False)
         axis.set_xlabel(literal(captions[r][c]) if captions else "", fontsize=7)
         if r == 0:
             axis.set_title(literal(column_labels[c]), fontsize=8, fontweight="bold")

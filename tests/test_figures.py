@@ -131,7 +131,7 @@ def test_a_portrait_among_landscapes_leaves_no_white_gap_around_it():
     import matplotlib.pyplot as plt
     import torch
 
-    from nst_lib.figures import grid
+    from nst_lib.figures import MAX_ROW_SCALE, grid
 
     landscape, portrait = torch.rand(1, 3, 48, 64), torch.rand(1, 3, 64, 50)
     images = [landscape, portrait, landscape, landscape, landscape, landscape]
@@ -141,9 +141,14 @@ def test_a_portrait_among_landscapes_leaves_no_white_gap_around_it():
     plt.close(figure)
     for box, image in zip(boxes, images):  # each tile's box has its picture's shape: nothing left blank in it
         assert box.height / box.width == pytest.approx(image.shape[-2] / image.shape[-1], rel=0.03)
-    assert max(box.height for box in boxes) - min(box.height for box in boxes) < 1  # one height for all tiles
-    for left, right in zip(boxes, boxes[1:3]):  # side by side, a small gap apart
-        assert 0 < right.x0 - left.x1 < 0.2 * left.width
+    rows = [boxes[:3], boxes[3:]]
+    for row in rows:  # one height per row, side by side, a small gap apart
+        assert max(box.height for box in row) - min(box.height for box in row) < 1
+        for left, right in zip(row, row[1:]):
+            assert 0 < right.x0 - left.x1 < 0.2 * left.width
+    # The row with the portrait is drawn taller so that both rows end at the same edge: no white gap after it.
+    assert rows[0][-1].x1 == pytest.approx(rows[1][-1].x1, abs=1) and rows[0][0].x0 == pytest.approx(rows[1][0].x0)
+    assert rows[1][0].height < rows[0][0].height <= rows[1][0].height * MAX_ROW_SCALE
 
 
 def test_a_grid_redraws_itself_for_a_narrow_screen_in_two_columns_with_larger_labels():
@@ -163,3 +168,21 @@ def test_a_grid_redraws_itself_for_a_narrow_screen_in_two_columns_with_larger_la
     assert narrow.get_figwidth() < figure.get_figwidth()
     plt.close(figure)
     plt.close(narrow)
+
+
+def test_a_missing_picture_is_grey_where_captioned_and_blank_where_not():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from nst_lib.figures import contact_sheet
+
+    picture = torch.rand(1, 3, 32, 48)
+    figure = contact_sheet([[None, picture], [picture, None]], ["a", "b"], ["x", "y"], [["", "c"], ["c", "failed"]])
+    blank, grey = figure.axes[0], figure.axes[3]
+    plt.close(figure)
+    assert blank.get_facecolor()[3] == 0 and not any(spine.get_visible() for spine in blank.spines.values())
+    assert grey.get_facecolor()[:3] == pytest.approx(matplotlib.colors.to_rgb("#eeeeee"))
+    assert all(spine.get_visible() for spine in grey.spines.values())
