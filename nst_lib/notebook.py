@@ -38,7 +38,9 @@ import base64
 import json
 import os
 import sys
+import time
 from collections.abc import Hashable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +56,7 @@ from .keys import job_key
 from .optimize import Result, transfer
 from .profiles import FIGURE_METADATA, INPUTS_FILE, NARROW_SUFFIX, PROFILES, SETUP_FILE, Profile, get_profile
 from .store import Store
-from .vgg import VGG19, describe_device, pick_device
+from .vgg import VGG19, describe_device, pick_device, precision_choice
 
 PROFILE_VARIABLE = "NST_PROFILE"
 PROGRESS_VARIABLE = "NST_PROGRESS"
@@ -78,6 +80,7 @@ class Setup:
     _executor: object = field(default=None, repr=False)
     _store: Store | None = field(default=None, repr=False)
     optimizations: dict = field(default_factory=lambda: {"computed": 0, "reused": 0})
+    work: list[dict] = field(default_factory=list)  # what cost time, for the build's cost audit (audit.py)
 
     def load(self, name_or_path, size: int | None = None) -> torch.Tensor:
         """A named image or file at the profile's size (or ``size``), on the CPU; its name joins
@@ -104,6 +107,7 @@ class Setup:
             self.announce(label)
             result = transfer(model=model, progress=self.progress, description=label, **options)
             self.store.put(key, result)
+        self._optimized(label, result, reused, model)
         self._count([reused])
         return result
 
@@ -131,8 +135,41 @@ class Setup:
             if isinstance(outcome, JobError):
                 raise outcome
             results[index], reused[index] = outcome, was_reused
+        for job, result, was_reused in zip(batch, results, reused):
+            self._optimized(job.label, result, was_reused, self.model)
         self._count(reused)
         return dict(zip(jobs, results))
+
+    @contextmanager
+    def cost(self, what: str, *, size, amount: int, unit: str, precision: str | None = None,
+             figure: str | None = None):
+        """Time the block as one line of the build's cost audit: ``what`` (e.g. "generator training"), the
+        picture's ``size`` (a tensor's shape, (H, W) or px), ``amount`` of ``unit`` (e.g. 200 "Adam steps"),
+        the precision it ran in (None: this run's model's) and the figure it is for (None: the next one saved).
+        Optimizations record themselves."""
+        started = time.perf_counter()
+        yield
+        self._add_work(what, size, amount, unit, precision or self.precision, time.perf_counter() - started,
+                       optimization=False, figure=figure)
+
+    def _optimized(self, label: str, result: Result, reused: bool, model: VGG19) -> None:
+        precision = "bfloat16" if model.uses_bfloat16(model.device) else "float32"
+        self._add_work(label, tuple(result.image.shape), result.evaluations, "evaluations", precision,
+                       0.0 if reused else result.seconds, optimization=True,
+                       reused_seconds=result.seconds if reused else None)
+
+    def _add_work(self, what, size, amount, unit, precision, seconds, optimization, reused_seconds=None,
+                  figure=None) -> None:
+        shape = tuple(size.shape) if hasattr(size, "shape") else (size,) if isinstance(size, int) else tuple(size)
+        self.work.append({"what": what, "optimization": optimization, "figure": figure,
+                          "size": "×".join(map(str, shape[-2:][::-1])),
+                          "amount": int(amount), "unit": unit, "precision": precision, "seconds": round(seconds, 2),
+                          "reused_seconds": None if reused_seconds is None else round(reused_seconds, 2)})
+
+    @property
+    def precision(self) -> str:
+        """What this run's model computes in: "bfloat16" or "float32"."""
+        return "bfloat16" if self.model.uses_bfloat16(self.device) else "float32"
 
     @property
     def store(self) -> Store:
@@ -174,6 +211,9 @@ class Setup:
             save_figure(narrow, self.output_dir / f"{name}{NARROW_SUFFIX}")
             plt.close(narrow)
         self.figures.append(path.name)
+        for entry in self.work:  # the work since the last figure was for this one
+            entry["figure"] = entry["figure"] or name
+        self.record()
         self.announce(f"figure {path.name} saved")
         show(SavedFigure(path, title=title, caption=caption or ""))
 
@@ -186,7 +226,7 @@ class Setup:
         """Write ``settings()`` and the optimizations run and reused so far to ``<output_dir>/setup.json``."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.output_dir / SETUP_FILE, "w") as handle:
-            json.dump({**self.settings(), "optimizations": self.optimizations}, handle, indent=1)
+            json.dump({**self.settings(), "optimizations": self.optimizations, "work": self.work}, handle, indent=1)
 
     def settings(self) -> dict:
         """This run's profile, machine, network and software, as the report's header shows them."""
@@ -197,13 +237,21 @@ class Setup:
             "device": str(self.device),
             "device_name": describe_device(self.device),
             "threads": torch.get_num_threads(),
-            "precision": "bfloat16" if self.model.uses_bfloat16(self.device) else "float32",
+            "precision": self.precision,
+            "precision_reason": self.precision_reason(),
             "weights": self.model.weights,
             "pooling": self.model.pooling,
             "torch": torch.__version__,
             "python": sys.executable,
             "library": str(Path(__file__).resolve().parent),
         }
+
+
+    def precision_reason(self) -> str:
+        """Why the model computes in the precision it does: asked for, or what "auto" measured here."""
+        if self.model.precision != "auto":
+            return f"asked for (precision={self.model.precision!r})"
+        return precision_choice(self.device).reason
 
 
 def setup(
@@ -214,6 +262,7 @@ def setup(
     device: str = profiles.DEVICE,
     weights: str = profiles.WEIGHTS,
     pooling: str = profiles.POOLING,
+    precision: str = profiles.PRECISION,
     output_dir: str | os.PathLike | None = None,
     executor: str | None = None,
 ) -> Setup:
@@ -234,7 +283,7 @@ def setup(
     run = Setup(
         profile=chosen,
         device=where,
-        model=VGG19(weights, pooling).to(where),
+        model=VGG19(weights, pooling, precision=precision).to(where),
         output_dir=Path(profiles.FIGURES if output_dir is None else output_dir),
         progress=PROGRESS_MODES[mode],
         executor_kind=executor,

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from PIL import Image, features
 
+from . import audit
 from . import claims as claim_kinds
 from .profiles import FIGURE_METADATA, FIGURES, INPUTS_FILE, NARROW_SUFFIX, SETUP_FILE
 from .timing import describe_load
@@ -187,6 +188,10 @@ def compose(build_dir: Path, sections: list[dict]) -> Page:
             main.append(section)
         appendix += parts
     everything = main + appendix
+    cost = audit.rows(build_dir, sections)
+    if cost:
+        appendix.append(Section(anchor="appendix-cost", title="What this build cost", seconds=0, label=next(letters),
+                                body=_cost_html(cost)))
     first = next((s.setup for s in everything if s.setup), {})
     claims = [claim for section in everything for claim in section.claims]
     parts = [
@@ -548,16 +553,28 @@ def _section_html(section: Section) -> str:
 
 
 def _part_html(part: Section) -> str:
-    stem = Path(part.record["notebook"]).stem
-    link = f"<a href='{stem}/{html.escape(part.record['notebook'])}'>executed notebook</a>"
-    origin = f"from “{html.escape(part.parent)}” · " if part.parent else ""
+    meta = ""
+    if part.record:
+        stem = Path(part.record["notebook"]).stem
+        link = f"<a href='{stem}/{html.escape(part.record['notebook'])}'>executed notebook</a>"
+        origin = f"from “{html.escape(part.parent)}” · " if part.parent else ""
+        meta = f"<p class='meta'>{origin}{link}</p>"
     return "\n".join([
         f"<section id='{part.anchor}'>",
         f"<h3>{part.label}. {html.escape(part.title)}<a class='anchor-link' href='#{part.anchor}'>¶</a></h3>",
-        f"<p class='meta'>{origin}{link}</p>",
+        meta,
         part.body,
         "</section>",
     ])
+
+
+def _cost_html(cost: list[dict]) -> str:
+    return ("<p>Every optimization, training and timing this build ran, by section and figure, with the seconds it "
+            "took in this build (an optimization read back from the store, computed by an earlier build or section, "
+            "costs none; the time it took then is said). Each section's last row is the rest of its time: starting "
+            "the kernel, loading the network and the pictures, drawing the figures, judging the claims. "
+            "<code>nst report</code> prints the same table when it ends; <code>build.json</code> keeps every entry.</p>"
+            + audit.html(cost))
 
 
 # --------------------------------------------------------------------------------------
@@ -576,7 +593,8 @@ def _facts(setup: dict, sections: list[dict]) -> str:
     device = f"{setup.get('device', '?')}: {setup.get('device_name', '?')}, {_threads(setup.get('threads'))}"
     rows = [
         ("profile", profile),
-        ("precision", setup.get("precision", "?")),
+        ("precision", setup.get("precision", "?") + (f": {setup['precision_reason']}" if setup.get("precision_reason")
+                                                      else "")),
         ("VGG-19", f"{setup.get('weights', '?')} weights, {setup.get('pooling', '?')} pooling"),
         ("device", device),
         ("load", f"{load} while the notebooks ran (sampled every few seconds; a load above the cores means the "

@@ -28,7 +28,7 @@ LINE_SEARCH = False
 SIZE = 256
 WEIGHTS = "oxford"
 POOLING = "max"
-PRECISION = "auto"  # bfloat16 where the device runs it natively, float32 elsewhere
+PRECISION = "auto"  # bfloat16 where it measures faster than float32 on this machine (precision.py)
 DEVICE = "auto"  # cuda when there is a GPU
 # What conv names give: the response after the ReLU, as in Gatys et al.'s Caffe network (False), or the
 # convolution's own output before it (True, PyTorch's convention); see vgg.py and bench/quality.py.

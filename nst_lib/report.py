@@ -4,7 +4,7 @@
 
 1. every numbered notebook ``NN_*.ipynb`` (the repository's ``notebooks/``,
    installed as ``nst_lib.notebooks``) runs with papermill, in number order,
-   with the profile, size, steps, device and weights as parameters, in its own
+   with the profile, size, steps, device, weights and precision as parameters, in its own
    folder ``<build>/<notebook>/``, which receives the executed copy and its
    figures: the sources are only read;
 2. a section whose notebook, parameters and library code are unchanged since
@@ -43,17 +43,18 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from . import keys, profiles
+from . import audit, keys, profiles
 from .assets import CACHE_VARIABLE, MIRROR_VARIABLE
 from .cluster import served
 from .files import Interrupted, WriteError, atomic_write, check_folder
 from .images import image_files_in
 from .notebook import PROGRESS_VARIABLE, RESULTS_VARIABLE
 from .page import compose
+from .precision import bfloat16_features
 from .profiles import get_profile
 from .store import Store
 from .timing import LoadSampler, cores, summary
-from .vgg import WeightsError, weights_file, weights_source
+from .vgg import PRECISIONS, WeightsError, weights_file, weights_source
 
 SECTION_FILE = "section.json"
 CLAIMS_FILE = "claims.json"
@@ -143,6 +144,7 @@ def build(
     steps: int | None = None,
     device: str = profiles.DEVICE,
     weights: str = profiles.WEIGHTS,
+    precision: str = profiles.PRECISION,
     only: list[str] | None = None,
     executor: str | None = None,
     scheduler: str | None = None,
@@ -178,7 +180,10 @@ def build(
     chosen = [nb for nb in chosen if pictures or nb.stem != PICTURES]
     if not chosen:
         raise ValueError(f"No notebook in {notebook_folder()} matches {only}.")
-    settings = {"profile": profile, "size": size, "steps": steps, "device": device, "weights": weights, **pictures}
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}: choose {' or '.join(map(repr, PRECISIONS))}.")
+    settings = {"profile": profile, "size": size, "steps": steps, "device": device, "weights": weights,
+                "precision": precision, **pictures}
     _absolute_asset_places()
     done: list[dict] = []
     where = {"scheduler": scheduler, "threads": threads, "device": device, "size": get_profile(profile, size=size).size}
@@ -200,6 +205,7 @@ def build(
         _mark(partial)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(output, partial, chosen, done)) from None
+    log(audit.text(audit.rows(partial, sections)))
     _swap(partial, output, log)
     return output / "index.html"
 
@@ -409,25 +415,14 @@ def _build_record(partial: Path, profile: str, sections: list[dict]) -> dict:
             break
         except (OSError, ValueError):
             continue
-    keep = ("device", "device_name", "threads", "precision", "torch")
+    keep = ("device", "device_name", "threads", "precision", "precision_reason", "torch")
     return {
         "profile": profile,
-        "machine": {name: machine.get(name) for name in keep} | {"cores": cores(), "bfloat16": _bfloat16_features()},
-        "sections": [{"notebook": s["notebook"], "seconds": round(s["seconds"], 1), "load": summary(s.get("load", []))}
-                     for s in sections],
+        "machine": {name: machine.get(name) for name in keep} | {"cores": cores(), "bfloat16": bfloat16_features()},
+        "sections": [{"notebook": s["notebook"], "seconds": round(s["seconds"], 1), "load": summary(s.get("load", [])),
+                      "work": audit.work_of(partial, s)} for s in sections],
+        "cost": audit.rows(partial, sections),
     }
-
-
-def _bfloat16_features() -> list[str]:
-    """The processor's bfloat16 instructions (Linux: the flags of /proc/cpuinfo), which set how fast a
-    build runs: AMX tiles, AVX-512 BF16, or none."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return sorted({flag for flag in line.split(":", 1)[1].split() if flag in ("amx_bf16", "avx512_bf16")})
-    except OSError:
-        pass
-    return []
 
 
 def _execute(notebook: Path, folder: Path, parameters: dict) -> float:

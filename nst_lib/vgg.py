@@ -23,13 +23,14 @@ import importlib.resources
 import os
 import platform
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import profiles
+from . import precision, profiles
 
 # (channels, convolutions) per block.
 BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
@@ -131,9 +132,10 @@ class VGG19(nn.Module):
     ``precision``: ``"float32"``, ``"bfloat16"`` (the network runs on a
     bfloat16 copy of the weights and returns bfloat16 features; the losses do
     their sums in float32) or ``"auto"``:
-    bfloat16 where the device runs it natively (CPUs with AVX512-BF16 or AMX,
-    CUDA GPUs that support it), float32 elsewhere. ``bench/speed.py`` measures
-    what it buys and that the pictures do not change.
+    bfloat16 where it was measured faster than float32 on this machine (CPUs
+    with AVX512-BF16 or AMX, CUDA GPUs that support it; ``precision.choose``),
+    float32 elsewhere. ``bench/speed.py`` measures what it buys and that the
+    pictures do not change.
     ``channels_last``: run the convolutions on channels-last tensors, which
     spares oneDNN (and cuDNN) a layout conversion around each one; False only
     to measure what that buys.
@@ -245,15 +247,28 @@ class VGG19(nn.Module):
 
 
 def fast_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` runs bfloat16 convolutions natively, hence faster than float32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    try:  # oneDNN's own check for AVX512-BF16 / AMX
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    """Whether "auto" runs in bfloat16 on ``device``: where it was measured faster than float32 here."""
+    return precision_choice(device).precision == "bfloat16"
+
+
+def precision_choice(device: torch.device) -> precision.Choice:
+    """What "auto" runs in on ``device`` and why (``precision.choose``, timing ``_evaluation``)."""
+    return precision.choose(device, _evaluation, describe_device(torch.device("cpu")))
+
+
+def _evaluation(name: str) -> Callable[[], None]:
+    """A function that runs one forward and backward pass of a random-weight VGG-19 in precision ``name``, to
+    the layers the default objective reads, at ``precision.MEASURE_SIZE`` px: what an evaluation costs
+    but for its Gram matrices and sums."""
+    model = VGG19("random", precision=name)
+    side = precision.MEASURE_SIZE
+    image = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    layers = [*profiles.CONTENT_LAYERS, *profiles.STYLE_LAYERS]
+
+    def run() -> None:
+        sum(features.float().square().mean() for features in model(image, layers).values()).backward()
+        image.grad = None
+    return run
 
 
 def pick_device(name: str = profiles.DEVICE) -> torch.device:

@@ -78,6 +78,7 @@ def test_the_page_states_profile_precision_device_commit_times_and_load(built):
     for fact in ("quick: images of 64 px", "precision", "oxford weights", "cpu: ", "torch", "commit ", "ran for",
                  "load average "):
         assert fact in header, fact
+    assert any(reason in header for reason in ("bfloat16 measured", "no bfloat16 kernels", "GPU"))  # why that one
     record = json.loads((output / report.BUILD_FILE).read_text())
     assert [s["notebook"] for s in record["sections"]] == [json.loads((output / Path(s["notebook"]).stem /
                                                             report.SECTION_FILE).read_text())["notebook"]
@@ -756,3 +757,25 @@ def test_a_report_sent_to_a_server_that_is_not_a_dask_scheduler_stops_within_the
     assert done.returncode == 2 and done.stderr.startswith(f"error: {address} answers, but not as a Dask scheduler")
     assert len(done.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 60
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither the report nor its .partial folder
+
+
+def test_the_cost_audit_counts_every_optimization_and_training_by_figure(built):
+    output, index, lines = built
+    record = json.loads((output / report.BUILD_FILE).read_text())
+    for section in record["sections"]:
+        setup = output / Path(section["notebook"]).stem / "figures" / "setup.json"  # the explorer has none
+        counted = json.loads(setup.read_text()) if setup.exists() else {}
+        optimizations = [entry for entry in section["work"] if entry["optimization"]]
+        assert len(optimizations) == sum(counted.get("optimizations", {}).values()), section["notebook"]
+        assert all(entry["figure"] for entry in optimizations), section["notebook"]  # each was for a figure
+    rows = record["cost"]
+    for number in {s["notebook"][:2] for s in record["sections"]}:  # a section's rows add up to its time
+        seconds = next(s["seconds"] for s in record["sections"] if s["notebook"].startswith(number))
+        assert sum(row["seconds"] for row in rows if row["section"] == number) == pytest.approx(seconds, abs=0.5)
+    assert any(row["figure"] == "content_reconstruction" and "optimizations (content conv1_1" in row["work"]
+               for row in rows)
+    assert any("generator training" in row["work"] and "Adam steps" in row["evaluations or steps"] for row in rows)
+    assert any(row["work"].startswith("timing: ") for row in rows)
+    printed = next(i for i, line in enumerate(lines) if line.startswith("cost of this build"))
+    assert "content_reconstruction" in lines[printed] and "total: " in lines[printed]
+    assert "What this build cost" in index.read_text()

@@ -25,6 +25,7 @@ def register(commands) -> None:
     parser.add_argument("--size", type=int, help=f"override the profile's image size (px, {MIN_SIZE}-{MAX_SIZE})")
     parser.add_argument("--steps", type=int, help="override the profile's evaluations per optimization")
     options.add_weights_option(parser)
+    options.add_precision_option(parser)
     options.add_device_option(parser)
     parser.add_argument("--output", type=Path, help="report folder (default: report/<profile> in the current folder)")
     options.add_list(
@@ -59,6 +60,7 @@ def _report(args: argparse.Namespace) -> None:
             steps=args.steps,
             device=args.device,
             weights=args.weights,
+            precision=args.precision,
             only=args.only,
             executor=args.executor,
             scheduler=args.scheduler,

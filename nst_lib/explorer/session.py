@@ -179,12 +179,12 @@ class Pictures:
 class Preparation:
     """The VGG-19, loaded in the background, and warm-ups at a run's size; a Run waits for both."""
 
-    def __init__(self, model: VGG19 | None, weights: str, device: str):
+    def __init__(self, model: VGG19 | None, weights: str, device: str, precision: str = profiles.PRECISION):
         self.model, self.error = model, None
         self.seconds: float | None = None  # how long the last warm-up took, loading included
         if model is None:
             _parallel_loop_here()
-        self._thread = None if model is not None else _start(self._load, weights, device)
+        self._thread = None if model is not None else _start(self._load, weights, device, precision)
 
     def warm_up(self, settings: Settings, pictures: Pictures, done=None) -> None:
         """Read and scale the pictures, and make one evaluation at the run's size and throw it away;
@@ -199,9 +199,9 @@ class Preparation:
             raise self.error or RuntimeError("The VGG-19 did not load.")
         return self.model
 
-    def _load(self, weights: str, device: str) -> None:
+    def _load(self, weights: str, device: str, precision: str) -> None:
         try:
-            self.model = _model(weights, device)
+            self.model = _model(weights, device, precision)
         except Exception as error:  # said when a run needs the model
             self.error = error
 
@@ -234,7 +234,8 @@ class Session:
     """
 
     def __init__(self, model: VGG19 | None = None, *, weights: str = profiles.WEIGHTS,
-                 device: str = profiles.DEVICE, preview_every: int = PREVIEW_EVERY, listener: Listener | None = None):
+                 device: str = profiles.DEVICE, precision: str = profiles.PRECISION, preview_every: int = PREVIEW_EVERY,
+                 listener: Listener | None = None):
         self.preview_every = preview_every
         self.listener = listener or Listener()
         self.runs: list[Run] = []
@@ -242,7 +243,7 @@ class Session:
         self.message, self.message_is_error = "", False
         self.error: BaseException | None = None  # the last unexpected error, for whoever debugs it
         self.pictures = Pictures()
-        self.preparation = Preparation(model, weights, device)
+        self.preparation = Preparation(model, weights, device, precision)
         self._stop = threading.Event()
         self._busy = threading.Event()  # set from Run until the run's thread has said it ended
         self._worker: threading.Thread | None = None
@@ -453,8 +454,8 @@ def _parallel_loop_here() -> None:
 
 
 @lru_cache(maxsize=2)
-def _model(weights: str, device: str) -> VGG19:
-    return VGG19(weights, profiles.POOLING).to(pick_device(device))
+def _model(weights: str, device: str, precision: str) -> VGG19:
+    return VGG19(weights, profiles.POOLING, precision=precision).to(pick_device(device))
 
 
 @lru_cache(maxsize=16)

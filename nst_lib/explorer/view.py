@@ -144,10 +144,11 @@ class Explorer(Listener):
     """
 
     def __init__(self, model: VGG19 | None = None, *, weights: str = profiles.WEIGHTS,
-                 device: str = profiles.DEVICE, size: int | None = None, steps: int | None = None,
+                 device: str = profiles.DEVICE, precision: str = profiles.PRECISION, size: int | None = None,
+                 steps: int | None = None,
                  preview_every: int | None = None, output_dir: str | Path = "outputs/explorer"):
         options = {} if preview_every is None else {"preview_every": preview_every}
-        self.session = Session(model, weights=weights, device=device, listener=self, **options)
+        self.session = Session(model, weights=weights, device=device, precision=precision, listener=self, **options)
         start = Settings.first(size=size or SIZE, steps=steps or STEPS)
         self.controls = Controls(start)
         self.run_button = widgets.Button(description="Run", button_style="primary", icon="play")
