@@ -5,9 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# PROFILE (quick, standard, full) and DEVICE (cpu, cuda, ...): empty means the defaults of nst_lib/profiles.py.
+# PROFILE (quick, standard, full), DEVICE (cpu, cuda, ...) and PRECISION (auto, float32, bfloat16): empty means
+# the defaults of nst_lib/profiles.py.
 PROFILE ?=
 DEVICE ?=
+PRECISION ?=
 OUT ?=
 # Your own pictures for the report's section "Your pictures": comma-separated files or named images, and a folder.
 CONTENT ?=
@@ -37,7 +39,7 @@ browser:
 
 report: setup
 	$(BIN)/python -m nst_lib report $(if $(PROFILE),--profile $(PROFILE)) $(if $(DEVICE),--device $(DEVICE)) \
-	  $(if $(OUT),--output "$(OUT)") \
+	  $(if $(PRECISION),--precision $(PRECISION)) $(if $(OUT),--output "$(OUT)") \
 	  $(if $(CONTENT),--content "$(CONTENT)") $(if $(STYLE),--style "$(STYLE)") $(if $(ALBUM),--album "$(ALBUM)")
 
 test: setup browser
