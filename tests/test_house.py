@@ -234,7 +234,7 @@ def test_no_module_but_profiles_states_a_default_of_profiles():
         code = "\n".join("".join(c["source"]) for c in cells if not "".join(c["source"]).lstrip().startswith("%"))
         found += restated_defaults(path.stem, ast.parse(code), {k: facts[k] for k in ("FIGURES",) if k in facts})
     for line in (ROOT / "Makefile").read_text().splitlines():
-        if line.startswith(("PROFILE ?=", "DEVICE ?=")) and line.split("?=")[1].strip():
+        if line.startswith(("PROFILE ?=", "DEVICE ?=", "PRECISION ?=")) and line.split("?=")[1].strip():
             found.append(f"Makefile: {line}")
     assert found == []
 
