@@ -67,6 +67,8 @@ def trial(way: str, size: int | None, steps: int | None, picture: str) -> dict:
     clicked = time.perf_counter()
     explorer.run_button.click()
     run = explorer.wait()
+    if run is None:  # the Run said why it could not run (a missing picture, say)
+        raise SystemExit(getattr(explorer.session, "message", "") or "The first Run made no picture.")
     finished = time.perf_counter()
     processor_finished = _processor_seconds()
     times = run.result.times

@@ -55,7 +55,7 @@ from .timing import describe_load
 DISPLAY_WIDTH = 1040
 # WebP quality of the embedded figures: the standard page, with every grid also in its narrow rendition, stays
 # under 3 MB (tests/test_report.py's PAGE_BUDGET_BYTES); each figure links to its full-size PNG.
-DISPLAY_QUALITY = 65
+DISPLAY_QUALITY = 60
 HIDDEN_TAGS = {"check", "remove-cell", "injected-parameters"}
 PLOTTING_LEFTOVERS = re.compile(r"^<(Figure size|IPython\.core\.display\.|matplotlib\.)")
 WIDGET = "application/vnd.jupyter.widget-view+json"
