@@ -215,7 +215,7 @@ def test_the_page_opens_with_a_summary_of_every_claim_with_its_verdict_reason_an
 def test_appendix_parts_move_to_the_end_lettered_with_their_own_figures(claimed):
     soup = BeautifulSoup(page.render(*claimed), "html.parser")
     order = [section["id"] for section in soup.find_all("section")]
-    assert order == ["summary", "01_first", "appendix", "appendix-a", "appendix-b"]
+    assert order == ["summary", "01_first", "appendix", "appendix-a", "appendix-b", "appendix-cost"]
     assert soup.find(id="appendix-a").h3.get_text(strip=True).rstrip("¶") == "A. A tool: try it by hand"
     assert soup.find(id="appendix-a").find(class_="meta").get_text() == "executed notebook"  # a whole notebook
     assert soup.find(id="appendix-b").find(class_="meta").get_text().startswith("from “1. The first section”")
