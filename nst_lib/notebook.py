@@ -153,8 +153,7 @@ class Setup:
                        optimization=False, figure=figure)
 
     def _optimized(self, label: str, result: Result, reused: bool, model: VGG19) -> None:
-        precision = "bfloat16" if model.uses_bfloat16(model.device) else "float32"
-        self._add_work(label, tuple(result.image.shape), result.evaluations, "evaluations", precision,
+        self._add_work(label, tuple(result.image.shape), result.evaluations, "evaluations", precision_of(model),
                        0.0 if reused else result.seconds, optimization=True,
                        reused_seconds=result.seconds if reused else None)
 
@@ -169,7 +168,7 @@ class Setup:
     @property
     def precision(self) -> str:
         """What this run's model computes in: "bfloat16" or "float32"."""
-        return "bfloat16" if self.model.uses_bfloat16(self.device) else "float32"
+        return precision_of(self.model)
 
     @property
     def store(self) -> Store:
@@ -246,7 +245,6 @@ class Setup:
             "library": str(Path(__file__).resolve().parent),
         }
 
-
     def precision_reason(self) -> str:
         """Why the model computes in the precision it does: asked for, or what "auto" measured here."""
         if self.model.precision != "auto":
@@ -291,6 +289,11 @@ def setup(
     )
     run.record()
     return run
+
+
+def precision_of(model: VGG19) -> str:
+    """What ``model`` computes in on its device: "bfloat16" or "float32"."""
+    return "bfloat16" if model.uses_bfloat16(model.device) else "float32"
 
 
 def chosen_profile(profile: str | None = None) -> str:
