@@ -12,8 +12,8 @@ caller's: ``vgg.precision_choice`` passes a forward and backward pass of a rando
 layers the default objective reads), in turn, ``REPEATS`` times after one untimed pass each
 (``timing.alternated``, one thread, ``MEASURE_SIZE`` px: the ratio was the same from 64 to 512 px, and
 this size takes about a second), and picks bfloat16 when the median ratio says it is at least ``FASTER``
-times as fast: it costs precision, so it must buy time. The choice is made once per machine, on first use, and remembered in
-``<cache>/precision.json`` (``assets.cache_dir``; delete the file to measure again), so that every
+times as fast: it costs precision, so it must buy time. The choice is made once per machine, on first
+use, and remembered in ``<cache>/precision.json`` (``assets.cache_dir``; delete the file to measure again), so that every
 process, and every build, computes in the same precision and finds the same results in the store. A
 CUDA GPU runs bfloat16 where torch says it supports it; other devices run float32.
 """
@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -77,6 +78,7 @@ def choose(device: torch.device, evaluation: Callable[[str], Callable[[], object
         return _chosen[machine]
 
 
+@lru_cache(maxsize=1)
 def bfloat16_features() -> list[str]:
     """The processor's bfloat16 instructions (Linux: the flags of /proc/cpuinfo): AMX tiles, AVX-512 BF16,
     or none."""
@@ -97,6 +99,7 @@ def machine_key(processor: str) -> str:
     return "; ".join([processor, features, f"torch {torch.__version__}", *limits])
 
 
+@lru_cache(maxsize=1)
 def _onednn_bfloat16() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -54,7 +54,7 @@ from .precision import bfloat16_features
 from .profiles import get_profile
 from .store import Store
 from .timing import LoadSampler, cores, summary
-from .vgg import PRECISIONS, WeightsError, weights_file, weights_source
+from .vgg import WeightsError, check_precision, weights_file, weights_source
 
 SECTION_FILE = "section.json"
 CLAIMS_FILE = "claims.json"
@@ -180,8 +180,7 @@ def build(
     chosen = [nb for nb in chosen if pictures or nb.stem != PICTURES]
     if not chosen:
         raise ValueError(f"No notebook in {notebook_folder()} matches {only}.")
-    if precision not in PRECISIONS:
-        raise ValueError(f"Unknown precision {precision!r}: choose {' or '.join(map(repr, PRECISIONS))}.")
+    check_precision(precision)
     settings = {"profile": profile, "size": size, "steps": steps, "device": device, "weights": weights,
                 "precision": precision, **pictures}
     _absolute_asset_places()
@@ -198,14 +197,15 @@ def build(
         page = compose(partial, sections)
         with atomic_write(partial / CLAIMS_FILE, "w") as handle:
             json.dump({"profile": profile, "claims": page.claims}, handle, indent=1, ensure_ascii=False)
+        cost = audit.rows(partial, sections)
         with atomic_write(partial / BUILD_FILE, "w") as handle:
-            json.dump(_build_record(partial, profile, sections), handle, indent=1)
+            json.dump(_build_record(partial, profile, sections, cost), handle, indent=1)
         with atomic_write(partial / "index.html", "w") as handle:
             handle.write(page.html)
         _mark(partial)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(output, partial, chosen, done)) from None
-    log(audit.text(audit.rows(partial, sections)))
+    log(audit.text(cost))
     _swap(partial, output, log)
     return output / "index.html"
 
@@ -304,7 +304,8 @@ def built_entries(folder: Path) -> set[str] | None:
         entries = list(folder.iterdir())
         sections = [entry for entry in entries if entry.is_dir() and (
             (entry / SECTION_FILE).is_file() or entry.name == profiles.RESULTS)]
-        pages = [entry for entry in entries if entry.is_file() and entry.name in ("index.html", CLAIMS_FILE, BUILD_FILE)]
+        pages = [entry for entry in entries
+                 if entry.is_file() and entry.name in ("index.html", CLAIMS_FILE, BUILD_FILE)]
         if not entries:
             return set()
         if (folder / "index.html").is_file() and sections and len(sections) + len(pages) == len(entries):
@@ -406,8 +407,9 @@ def _optimizations(folder: Path) -> dict | None:
     return recorded if recorded.get("computed", 0) + recorded.get("reused", 0) else None
 
 
-def _build_record(partial: Path, profile: str, sections: list[dict]) -> dict:
-    """What ``BUILD_FILE`` records: per section its seconds and the load while it ran, and the machine."""
+def _build_record(partial: Path, profile: str, sections: list[dict], cost: list[dict]) -> dict:
+    """What ``BUILD_FILE`` records: per section its seconds, the load while it ran and its work, the machine, and
+    the cost audit (``audit.rows``)."""
     machine = {}
     for section in sections:
         try:
@@ -421,7 +423,7 @@ def _build_record(partial: Path, profile: str, sections: list[dict]) -> dict:
         "machine": {name: machine.get(name) for name in keep} | {"cores": cores(), "bfloat16": bfloat16_features()},
         "sections": [{"notebook": s["notebook"], "seconds": round(s["seconds"], 1), "load": summary(s.get("load", [])),
                       "work": audit.work_of(partial, s)} for s in sections],
-        "cost": audit.rows(partial, sections),
+        "cost": cost,
     }
 
 

@@ -24,6 +24,7 @@ import os
 import platform
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -163,8 +164,7 @@ class VGG19(nn.Module):
         self.settings = settings
         if pooling not in POOLINGS:
             raise ValueError(f"Unknown pooling {pooling!r}: choose {' or '.join(map(repr, POOLINGS))}.")
-        if precision not in PRECISIONS:
-            raise ValueError(f"Unknown precision {precision!r}: choose {' or '.join(map(repr, PRECISIONS))}.")
+        check_precision(precision)
         self.pooling = pooling
         self.precision = precision
         self.pre_relu = bool(pre_relu)
@@ -246,6 +246,13 @@ class VGG19(nn.Module):
         return self.precision == "bfloat16"
 
 
+def check_precision(name: str) -> str:
+    """``name`` if it is one of ``PRECISIONS``, else a ValueError that names them."""
+    if name not in PRECISIONS:
+        raise ValueError(f"Unknown precision {name!r}: choose {' or '.join(map(repr, PRECISIONS))}.")
+    return name
+
+
 def fast_bfloat16(device: torch.device) -> bool:
     """Whether "auto" runs in bfloat16 on ``device``: where it was measured faster than float32 here."""
     return precision_choice(device).precision == "bfloat16"
@@ -253,7 +260,13 @@ def fast_bfloat16(device: torch.device) -> bool:
 
 def precision_choice(device: torch.device) -> precision.Choice:
     """What "auto" runs in on ``device`` and why (``precision.choose``, timing ``_evaluation``)."""
-    return precision.choose(device, _evaluation, describe_device(torch.device("cpu")))
+    return precision.choose(device, _evaluation, _processor())
+
+
+@lru_cache(maxsize=1)
+def _processor() -> str:
+    """This machine's CPU in words, read once: ``VGG19.forward`` asks for the precision at every call."""
+    return describe_device(torch.device("cpu"))
 
 
 def _evaluation(name: str) -> Callable[[], None]:

@@ -84,8 +84,8 @@ def test_where_onednn_has_no_bfloat16_kernels_nothing_is_measured(fresh, monkeyp
 def test_emulated_bfloat16_is_measured_slower_and_not_chosen(tmp_path):
     """oneDNN limited to AVX-512 without its BF16 instructions still offers bfloat16, emulated: measured, it
     loses to float32 (on a processor without AVX-512, oneDNN offers none). A real measurement, no stand-in."""
-    code = ("import torch; from nst_lib.vgg import VGG19, precision_choice\n"
-            "print(precision_choice(torch.device('cpu')).precision, VGG19('random').uses_bfloat16(torch.device('cpu')))")
+    code = ("import torch; from nst_lib.vgg import VGG19, precision_choice\ncpu = torch.device('cpu')\n"
+            "print(precision_choice(cpu).precision, VGG19('random').uses_bfloat16(cpu))")
     environment = {**os.environ, "NST_CACHE_DIR": str(tmp_path), "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
     out = subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["float32", "False"]

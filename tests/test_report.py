@@ -768,7 +768,8 @@ def test_the_cost_audit_counts_every_optimization_and_training_by_figure(built):
         optimizations = [entry for entry in section["work"] if entry["optimization"]]
         assert len(optimizations) == sum(counted.get("optimizations", {}).values()), section["notebook"]
         # each was for a figure, but for the timing runs of the time table (4.7)
-        assert all(entry["figure"] or entry["what"].startswith("timing ") for entry in optimizations), section["notebook"]
+        assert all(entry["figure"] or entry["what"].startswith("timing ") for entry in optimizations), \
+            section["notebook"]
     rows = record["cost"]
     for number in {s["notebook"][:2] for s in record["sections"]}:  # a section's rows add up to its time
         seconds = next(s["seconds"] for s in record["sections"] if s["notebook"].startswith(number))

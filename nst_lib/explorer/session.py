@@ -421,6 +421,7 @@ class Session:
         self.listener.finished(run)
         self.say(run.report())
 
+
 def shipped_picture(settings: Settings, pictures: Pictures) -> tuple[torch.Tensor, str]:
     """The content of ``settings`` at its size, stylized in one forward pass by the generator shipped for its
     first style (``pretrained``; a ``PretrainedError`` when none is), and a line saying which and how fast."""

@@ -273,8 +273,8 @@ class Explorer(Listener):
 
     def _wire(self) -> None:
         # Class names that a browser (or a person's CSS) can find the parts by.
-        for name in ("run_button", "stop_button", "save_button", "instant_button", "preview", "loss_plot", "strip", "comparison",
-                     "message"):
+        for name in ("run_button", "stop_button", "save_button", "instant_button", "preview", "loss_plot", "strip",
+                     "comparison", "message"):
             getattr(self, name).add_class(f"nst-{name.replace('_', '-')}")
         self.run_button.on_click(lambda _: self.run())
         self.stop_button.on_click(lambda _: self.stop())
